@@ -1,0 +1,275 @@
+"""One bot's PulseAudio: a private daemon (or an existing server) and the three virtual devices.
+
+The browser plays the meeting into `meeting_sink`; the bridge captures its monitor. The bridge plays the
+agent into `agent_sink`; `mic_source` is a remap of that sink's monitor and is the browser's microphone.
+The microphone is fed only by the agent: never by the meeting's monitor (that would echo the meeting).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pulsectl
+
+log = logging.getLogger(__name__)
+
+_DAEMON_CONF = """\
+default-sample-rate = 48000
+alternate-sample-rate = 48000
+avoid-resampling = yes
+exit-idle-time = -1
+flat-volumes = no
+"""
+
+_START_TIMEOUT_S = 10.0
+
+
+class AudioError(RuntimeError):
+    """PulseAudio could not be started or configured."""
+
+
+@dataclass(frozen=True)
+class DeviceNames:
+    """Names of one bot's devices; unique per bot so several bots can share one server."""
+
+    meeting_sink: str
+    agent_sink: str
+    mic_source: str
+
+    @classmethod
+    def unique(cls, prefix: str = "bot") -> DeviceNames:
+        tag = f"{prefix}_{uuid.uuid4().hex[:8]}"
+        return cls(f"{tag}_meeting_out", f"{tag}_agent_out", f"{tag}_virtual_mic")
+
+
+@dataclass(frozen=True)
+class BrowserAudio:
+    """What a browser (or any PulseAudio client) needs to bind to the bot's devices."""
+
+    server: str
+    sink: str
+    source: str
+
+    def env(self) -> dict[str, str]:
+        """Environment for a client process: Chromium follows PULSE_SINK / PULSE_SOURCE."""
+        return {"PULSE_SERVER": self.server, "PULSE_SINK": self.sink, "PULSE_SOURCE": self.source}
+
+
+class PulseDaemon:
+    """A private PulseAudio daemon run as our own child process (never `-D`: PID 1 may not reap it)."""
+
+    def __init__(self, runtime_dir: Path | None = None) -> None:
+        self._owns_dir = runtime_dir is None
+        self._dir = runtime_dir or Path(tempfile.mkdtemp(prefix="bot-pulse-"))
+        self._proc: asyncio.subprocess.Process | None = None
+        self._closed = False
+
+    @property
+    def server(self) -> str:
+        return f"unix:{self._dir / 'pulse' / 'native'}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    async def start(self) -> None:
+        binary = shutil.which("pulseaudio")
+        if binary is None:
+            raise AudioError("pulseaudio is not installed: run scripts/setup (Debian package pulseaudio)")
+        (self._dir / "pulse").mkdir(parents=True, exist_ok=True)
+        conf = self._dir / "daemon.conf"
+        conf.write_text(_DAEMON_CONF)
+        script = self._dir / "bot.pa"
+        script.write_text("load-module module-native-protocol-unix auth-anonymous=1\n")
+        env = {
+            **os.environ,
+            "XDG_RUNTIME_DIR": str(self._dir),
+            "HOME": str(self._dir),
+            "PULSE_CONFIG": str(conf),
+            "PULSE_STATE_PATH": str(self._dir / "state"),
+            "PULSE_RUNTIME_PATH": str(self._dir / "pulse"),
+        }
+        env.pop("PULSE_SERVER", None)
+        self._proc = await asyncio.create_subprocess_exec(
+            binary,
+            "-n",
+            "-F",
+            str(script),
+            "--daemonize=no",
+            "--exit-idle-time=-1",
+            "--use-pid-file=no",
+            "--log-target=stderr",
+            "--log-level=error",
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        socket = self._dir / "pulse" / "native"
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._proc.returncode is not None:
+                err = b""
+                if self._proc.stderr is not None:
+                    err = await self._proc.stderr.read()
+                await self.close()
+                raise AudioError(f"PulseAudio exited at start: {err.decode(errors='replace').strip()}")
+            if socket.exists() and await asyncio.to_thread(_answers, self.server):
+                log.debug("pulseaudio pid %s ready at %s", self._proc.pid, self.server)
+                return
+            await asyncio.sleep(0.01)
+        await self.close()
+        raise AudioError(f"PulseAudio did not answer within {_START_TIMEOUT_S:.0f} s")
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 5)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        if self._owns_dir:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def _answers(server: str) -> bool:
+    try:
+        with pulsectl.Pulse("bot-probe", server=server, connect=True) as pulse:
+            pulse.server_info()
+        return True
+    except pulsectl.PulseError:
+        return False
+
+
+@dataclass
+class AudioDevices:
+    """The bot's sinks and microphone on a PulseAudio server; `start()` creates them, `close()` removes.
+
+    With `server=None` a private daemon is started (and stopped on close); with a server address (for
+    example from `PULSE_SERVER`) the devices are created there under unique names and unloaded on close.
+    """
+
+    server: str | None = None
+    names: DeviceNames = field(default_factory=DeviceNames.unique)
+    _daemon: PulseDaemon | None = field(default=None, init=False, repr=False)
+    _modules: list[int] = field(default_factory=list, init=False, repr=False)
+    _address: str | None = field(default=None, init=False)
+    _closed: bool = field(default=False, init=False, repr=False)
+
+    @classmethod
+    def from_env(cls) -> AudioDevices:
+        """Attach to `PULSE_SERVER` when it is set, else plan a private daemon."""
+        return cls(server=os.environ.get("PULSE_SERVER") or None)
+
+    @property
+    def address(self) -> str:
+        if self._address is None:
+            raise AudioError("audio devices are not started")
+        return self._address
+
+    @property
+    def browser(self) -> BrowserAudio:
+        return BrowserAudio(self.address, self.names.meeting_sink, self.names.mic_source)
+
+    @property
+    def daemon_pid(self) -> int | None:
+        return self._daemon.pid if self._daemon else None
+
+    async def start(self) -> BrowserAudio:
+        try:
+            if self.server is None:
+                self._daemon = PulseDaemon()
+                await self._daemon.start()
+                self._address = self._daemon.server
+            else:
+                self._address = self.server
+            await asyncio.to_thread(self._load_modules)
+        except BaseException:
+            await self.close()
+            raise
+        log.info(
+            "audio devices ready on %s: sink %s, microphone %s",
+            self._address,
+            self.names.meeting_sink,
+            self.names.mic_source,
+        )
+        return self.browser
+
+    def _load_modules(self) -> None:
+        n = self.names
+        specs = [
+            (
+                "module-null-sink",
+                f"sink_name={n.meeting_sink} rate=48000 channels=2 "
+                f"sink_properties=device.description={n.meeting_sink}",
+            ),
+            (
+                "module-null-sink",
+                f"sink_name={n.agent_sink} rate=48000 channels=1 "
+                f"sink_properties=device.description={n.agent_sink}",
+            ),
+            (
+                "module-remap-source",
+                f"source_name={n.mic_source} master={n.agent_sink}.monitor channels=1 rate=48000 "
+                f"source_properties=device.description={n.mic_source}",
+            ),
+        ]
+        try:
+            with pulsectl.Pulse("bot-devices", server=self.address) as pulse:
+                for module, args in specs:
+                    self._modules.append(pulse.module_load(module, args))
+                if self._daemon is not None:
+                    # A private daemon has no other devices: make ours the defaults too.
+                    pulse.sink_default_set(n.meeting_sink)
+                    pulse.source_default_set(n.mic_source)
+        except pulsectl.PulseError as e:
+            raise AudioError(f"could not create audio devices on {self.address}: {e}") from e
+
+    async def reclock(self) -> None:
+        """Suspend and resume both null sinks so they render at once with their clients' low latency.
+
+        A PulseAudio 16 null sink with no client sleeps in 2 s blocks and does not wake when a stream
+        connects: the first audio would be up to 2 s late. Call this after the capture and playback
+        streams are connected (measured: without it, 1.75 s of nothing; with it, frames within 20 ms).
+        """
+        names = (self.names.meeting_sink, self.names.agent_sink)
+
+        def run() -> None:
+            with pulsectl.Pulse("bot-devices", server=self.address) as pulse:
+                for name in names:
+                    pulse.sink_suspend(pulse.get_sink_by_name(name).index, 1)
+                    pulse.sink_suspend(pulse.get_sink_by_name(name).index, 0)
+
+        await asyncio.to_thread(run)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._modules and self._daemon is None and self._address is not None:
+            # On a shared server our modules must be unloaded; a private daemon just stops.
+            with contextlib.suppress(pulsectl.PulseError):
+                await asyncio.to_thread(self._unload_modules)
+        self._modules.clear()
+        if self._daemon is not None:
+            await self._daemon.close()
+
+    def _unload_modules(self) -> None:
+        with pulsectl.Pulse("bot-devices", server=self.address) as pulse:
+            for index in reversed(self._modules):
+                with contextlib.suppress(pulsectl.PulseError):
+                    pulse.module_unload(index)

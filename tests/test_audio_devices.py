@@ -1,0 +1,136 @@
+"""Real PulseAudio: the devices exist, carry sound where they should, and vanish on close."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pulsectl
+import pytest
+
+from bot.audio import AudioDevices, PcmCapture, PcmPlayback
+from bot.audio.analysis import dominant_frequency, rms_dbfs, silence, tone
+from bot.audio.devices import PulseDaemon
+from bot.audio.pcm import FrameQueue, PcmFrame
+
+pytestmark = pytest.mark.pulse
+
+
+async def _record(capture: PcmCapture, seconds: float) -> bytes:
+    frames = []
+    for _ in range(int(seconds * 50)):
+        frames.append((await asyncio.wait_for(capture.queue.get(), 2)).data)
+    return b"".join(frames)
+
+
+async def _pactl(server: str, *args: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        "pactl", f"--server={server}", *args, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await proc.communicate()
+    return out.decode()
+
+
+async def test_devices_exist_at_48k(devices: AudioDevices) -> None:
+    # pactl's own listing: pulsectl's sample_spec structs can be read after libpulse freed them.
+    b = devices.browser
+    out = await _pactl(b.server, "list", "short", "sinks")
+    sinks = {line.split()[1]: line for line in out.splitlines()}
+    assert "s16le 2ch 48000Hz" in sinks[devices.names.meeting_sink]
+    assert "s16le 1ch 48000Hz" in sinks[devices.names.agent_sink]
+    out = await _pactl(b.server, "list", "short", "sources")
+    assert any(line.split()[1] == b.source and "48000Hz" in line for line in out.splitlines())
+    with pulsectl.Pulse("test", server=b.server) as pulse:
+        assert pulse.server_info().default_sink_name == b.sink
+        assert pulse.server_info().default_source_name == b.source
+
+
+async def test_meeting_sink_tone_is_captured_and_mic_hears_only_agent(
+    devices: AudioDevices,
+) -> None:
+    b = devices.browser
+    meeting = PcmCapture(b.server, f"{b.sink}.monitor")
+    mic = PcmCapture(b.server, b.source)
+    into_meeting = PcmPlayback(b.server, b.sink)
+    into_agent_sink = PcmPlayback(b.server, devices.names.agent_sink)
+    for part in (meeting, mic, into_meeting, into_agent_sink):
+        await part.start()
+    await devices.reclock()
+    try:
+        # Sound played into the meeting sink reaches the monitor, and must not reach the microphone.
+        writer = asyncio.create_task(into_meeting.write(tone(440, 1.5)))
+        await asyncio.sleep(0.5)
+        meeting.discard_backlog()
+        mic.discard_backlog()
+        heard = await _record(meeting, 0.6)
+        on_mic = await _record(mic, 0.6)
+        await writer
+        assert abs(dominant_frequency(heard) - 440) < 5
+        assert rms_dbfs(on_mic) < -80
+
+        # Sound played into the agent sink is what the virtual microphone carries.
+        writer = asyncio.create_task(into_agent_sink.write(tone(660, 1.5)))
+        await asyncio.sleep(0.5)
+        mic.discard_backlog()
+        heard = await _record(mic, 0.6)
+        await writer
+        assert abs(dominant_frequency(heard) - 660) < 5
+    finally:
+        for part in (meeting, mic, into_meeting, into_agent_sink):
+            await part.close()
+
+
+async def test_silence_stays_silence(devices: AudioDevices) -> None:
+    # An idle null sink's monitor yields no data at all, so a player keeps the sink running: the
+    # bridge's outbound track fills such gaps with silence itself.
+    b = devices.browser
+    meeting = PcmCapture(b.server, f"{b.sink}.monitor")
+    player = PcmPlayback(b.server, b.sink)
+    await meeting.start()
+    await player.start()
+    await devices.reclock()
+    try:
+        writer = asyncio.create_task(player.write(silence(1.0)))
+        heard = await _record(meeting, 0.5)
+        await writer
+        assert rms_dbfs(heard) < -80
+        assert dominant_frequency(heard) == 0.0
+    finally:
+        await player.close()
+        await meeting.close()
+
+
+async def test_close_is_idempotent_and_removes_daemon(devices: AudioDevices) -> None:
+    pid = devices.daemon_pid
+    assert pid is not None
+    await devices.close()
+    await devices.close()
+    with pytest.raises(pulsectl.PulseError):
+        pulsectl.Pulse("test", server=devices.address)
+
+
+async def test_attach_to_existing_server_unloads_its_modules() -> None:
+    daemon = PulseDaemon()
+    await daemon.start()
+    try:
+        with pulsectl.Pulse("test", server=daemon.server) as pulse:
+            before = {m.index for m in pulse.module_list()}
+        a, b = AudioDevices(server=daemon.server), AudioDevices(server=daemon.server)
+        await a.start()
+        await b.start()
+        assert a.names.meeting_sink != b.names.meeting_sink
+        await a.close()
+        await b.close()
+        with pulsectl.Pulse("test", server=daemon.server) as pulse:
+            assert {m.index for m in pulse.module_list()} == before
+    finally:
+        await daemon.close()
+
+
+async def test_frame_queue_drops_oldest_and_counts() -> None:
+    q = FrameQueue(3)
+    for i in range(5):
+        q.put(PcmFrame(bytes([i]), float(i)))
+    assert q.dropped == 2
+    assert [(await q.get()).data for _ in range(3)] == [b"\x02", b"\x03", b"\x04"]
+    q.put(PcmFrame(silence(0.02), 0.0))
+    assert q.clear() == 1
