@@ -17,7 +17,15 @@ class Command(Protocol):
 
 
 # Each entry is a module with a `register(subparsers)` function.
-COMMANDS: list[str] = []
+COMMANDS: list[str] = [
+    "bot.commands.join",
+    "bot.commands.schedule",
+    "bot.commands.list_bots",
+    "bot.commands.cancel",
+    "bot.commands.serve",
+    "bot.commands.bridge",
+    "bot.commands.agent_standin",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

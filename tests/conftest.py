@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from bot.audio import AudioDevices
+from bot.testing.agent import StandInAgent
+from tests.bridge_support import KEY
 
 _TMP_PREFIXES = ("bot-pulse-", "bot-browser-", "bot-session-", "bot-agent-")
 
@@ -79,3 +81,14 @@ async def devices() -> AsyncIterator[AudioDevices]:
         yield audio
     finally:
         await audio.close()
+
+
+@pytest.fixture
+async def agent() -> AsyncIterator[StandInAgent]:
+    """A started local Millis agent stand-in that accepts `tests.bridge_support.KEY`."""
+    a = StandInAgent(KEY)
+    await a.start()
+    try:
+        yield a
+    finally:
+        await a.close()

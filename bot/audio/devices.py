@@ -113,6 +113,8 @@ class PulseDaemon:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
+            # Own process group: a terminal's Ctrl+C goes to us, and we stop this child in order.
+            start_new_session=True,
         )
         socket = self._dir / "pulse" / "native"
         deadline = time.monotonic() + _START_TIMEOUT_S

@@ -116,6 +116,8 @@ class PcmCapture:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
+            # Own process group: a terminal's Ctrl+C goes to us, and we stop this child in order.
+            start_new_session=True,
         )
         self._reader = asyncio.create_task(self._read(), name="pcm-capture")
 
@@ -176,6 +178,8 @@ class PcmPlayback:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
+            # Own process group: a terminal's Ctrl+C goes to us, and we stop this child in order.
+            start_new_session=True,
         )
 
     async def write(self, pcm: bytes) -> None:

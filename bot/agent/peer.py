@@ -1,0 +1,183 @@
+"""aiortc peer connections as the bot needs them: ICE servers, receive latency, and (tests only) loopback.
+
+Two seams into aiortc/aioice internals live here and nowhere else, each checked so a library upgrade that
+moves them fails loudly instead of silently changing behaviour:
+
+- Receive latency. Every aiortc audio receiver holds `JitterBuffer(capacity=16, prefetch=4)` in the
+  private attribute `RTCRtpReceiver._RTCRtpReceiver__jitter_buffer`; aiortc offers no option.
+  `replace_jitter_buffer()` is the one function that swaps it (before any packet arrives), checking the
+  attribute first. By default the bot installs `AudioJitterBuffer` (bot/agent/jitter.py): in-order
+  packets play at once, and a lost packet costs only itself. aiortc's buffer holds `prefetch` later
+  packets before releasing one (even prefetch 1 adds 20 ms per hop), and after one lost packet it stalls
+  ~300 ms and keeps that as extra latency for the rest of the call. `jitter_buffer="aiortc"` keeps
+  aiortc's with `receive_prefetch` packets. Measured (bridge-internal round trip through an echo agent,
+  both peers alike): aiortc prefetch 4: 183 ms; prefetch 1: 43 ms; ours: see README (bench-bridge).
+- Host candidates (test configuration only). aioice gathers host candidates from every interface but
+  loopback, through the module function `aioice.ice.get_host_addresses`. A test that must keep media on
+  127.0.0.1 sets `PeerOptions.host_addresses`; `set_local_description()` then scopes a replacement of that
+  function to the calling task with a ContextVar, so other peers in the process are unaffected. A real call
+  never sets `host_addresses` and never touches aioice.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aioice.ice
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
+from aiortc.jitterbuffer import JitterBuffer
+
+from bot.agent.jitter import AudioJitterBuffer
+
+DEFAULT_RECEIVE_PREFETCH = 1
+_AUDIO_JITTER_CAPACITY = 16  # aiortc's own value for audio; a power of two
+
+
+@dataclass(frozen=True)
+class PeerOptions:
+    """How to build a peer connection.
+
+    `ice_servers=None` keeps aiortc's default (Google's public STUN); `[]` uses none (local tests).
+    `host_addresses` is for tests only: restrict ICE host candidates, e.g. to `["127.0.0.1"]`.
+    `jitter_buffer`: "low-latency" (ours, no added delay) or "aiortc" (holds `receive_prefetch` packets
+    before playout; aiortc's own default is 4).
+    """
+
+    ice_servers: Sequence[str] | None = None
+    host_addresses: Sequence[str] | None = None
+    receive_prefetch: int = DEFAULT_RECEIVE_PREFETCH  # only with jitter_buffer="aiortc"
+    jitter_buffer: str = "low-latency"  # or "aiortc"
+
+    def __post_init__(self) -> None:
+        if self.jitter_buffer not in ("low-latency", "aiortc"):
+            raise ValueError(f"jitter_buffer must be 'low-latency' or 'aiortc' (got {self.jitter_buffer!r})")
+        if not 0 <= self.receive_prefetch < _AUDIO_JITTER_CAPACITY:
+            raise ValueError(f"receive_prefetch must be 0..{_AUDIO_JITTER_CAPACITY - 1} packets")
+        for url in self.ice_servers or ():
+            if not url.startswith(("stun:", "turn:", "turns:")):
+                raise ValueError(f"ICE server {url!r} must start with stun:, turn: or turns:")
+
+    @classmethod
+    def loopback(cls, **options: Any) -> PeerOptions:
+        """Test configuration: no STUN, host candidates on 127.0.0.1 only."""
+        return cls(ice_servers=[], host_addresses=["127.0.0.1"], **options)
+
+
+def new_peer_connection(options: PeerOptions) -> RTCPeerConnection:
+    if options.ice_servers is None:
+        return RTCPeerConnection()
+    servers = [RTCIceServer(urls=url) for url in options.ice_servers]
+    return RTCPeerConnection(RTCConfiguration(iceServers=servers))
+
+
+class AiortcInternalsChanged(RuntimeError):
+    """An aiortc/aioice internal this module relies on is gone: pin the library or update the seam."""
+
+
+_JITTER_ATTR = "_RTCRtpReceiver__jitter_buffer"
+
+
+def replace_jitter_buffer(receiver: RTCRtpReceiver, buffer: object) -> None:
+    """The one seam into aiortc's receiver: swap its audio jitter buffer (before media flows).
+
+    Raises `AiortcInternalsChanged` when aiortc no longer keeps a `JitterBuffer` where this expects it.
+    """
+    current = getattr(receiver, _JITTER_ATTR, None)
+    if not isinstance(current, JitterBuffer | AudioJitterBuffer):
+        raise AiortcInternalsChanged(
+            f"aiortc's RTCRtpReceiver has no {_JITTER_ATTR} jitter buffer any more: pin aiortc or update "
+            "bot/agent/peer.py"
+        )
+    setattr(receiver, _JITTER_ATTR, buffer)
+
+
+def set_receive_prefetch(receiver: RTCRtpReceiver, packets: int) -> None:
+    """Keep aiortc's jitter buffer but make it hold `packets` packets before playout instead of 4."""
+    replace_jitter_buffer(receiver, JitterBuffer(capacity=_AUDIO_JITTER_CAPACITY, prefetch=packets))
+
+
+def jitter_buffer_of(receiver: RTCRtpReceiver) -> object:
+    """The receiver's current jitter buffer (for tests and diagnostics)."""
+    buffer = getattr(receiver, _JITTER_ATTR, None)
+    if buffer is None:
+        raise AiortcInternalsChanged(f"aiortc's RTCRtpReceiver has no {_JITTER_ATTR} any more")
+    return buffer
+
+
+def receive_prefetch_of(receiver: RTCRtpReceiver) -> int | None:
+    """aiortc's prefetch on this receiver, or None when our low-latency buffer is installed."""
+    buffer = jitter_buffer_of(receiver)
+    if isinstance(buffer, JitterBuffer):
+        prefetch: int = buffer._prefetch
+        return prefetch
+    return None
+
+
+def tune_receivers(pc: RTCPeerConnection, options: PeerOptions) -> None:
+    """Install the configured jitter buffer on every audio receiver of `pc`."""
+    for transceiver in pc.getTransceivers():
+        if transceiver.kind != "audio":
+            continue
+        if options.jitter_buffer == "low-latency":
+            replace_jitter_buffer(transceiver.receiver, AudioJitterBuffer())
+        elif options.receive_prefetch != 4:
+            set_receive_prefetch(transceiver.receiver, options.receive_prefetch)
+
+
+_host_addresses: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar(
+    "bot_ice_host_addresses", default=None
+)
+
+
+def _install_host_address_scope() -> None:
+    """Once per process: route aioice's host-address lookup through the ContextVar (default: unchanged)."""
+    original: Callable[..., list[str]] | None = getattr(aioice.ice, "get_host_addresses", None)
+    if original is None or not callable(original):
+        raise AiortcInternalsChanged("aioice.ice.get_host_addresses is gone: host_addresses cannot be set")
+    if getattr(original, "_bot_scoped", False):
+        return
+
+    def scoped(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        only = _host_addresses.get()
+        if only is None:
+            return original(use_ipv4=use_ipv4, use_ipv6=use_ipv6)
+        return list(only)
+
+    scoped._bot_scoped = True  # type: ignore[attr-defined]
+    aioice.ice.get_host_addresses = scoped
+
+
+async def set_local_description(
+    pc: RTCPeerConnection, description: RTCSessionDescription, options: PeerOptions
+) -> str:
+    """`setLocalDescription` (which gathers ICE: aiortc has no trickle) and return the complete SDP."""
+    if options.host_addresses is None:
+        await pc.setLocalDescription(description)
+    else:
+        _install_host_address_scope()
+        token = _host_addresses.set(tuple(options.host_addresses))
+        try:
+            # aiortc gathers in tasks created here: they copy this context, so the scope reaches them.
+            await pc.setLocalDescription(description)
+        finally:
+            _host_addresses.reset(token)
+    local: Any = pc.localDescription
+    sdp: str = local.sdp
+    return sdp
+
+
+__all__ = [
+    "DEFAULT_RECEIVE_PREFETCH",
+    "AiortcInternalsChanged",
+    "PeerOptions",
+    "jitter_buffer_of",
+    "new_peer_connection",
+    "receive_prefetch_of",
+    "replace_jitter_buffer",
+    "set_local_description",
+    "set_receive_prefetch",
+    "tune_receivers",
+]

@@ -1,0 +1,263 @@
+"""The bridge: meeting sound → agent, agent voice → virtual microphone, over one WebRTC session at a time.
+
+meeting sink monitor → parec → FrameQueue → PcmTrack → aiortc → agent
+agent → aiortc → decoded stereo → mono → FrameQueue → pacat → agent sink → virtual mic
+
+A supervisor watches the session (inbound audio stalls, connection failed/closed, track ended) and replaces
+it with a fresh one, a bounded number of times with backoff; every attempt is logged and reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from bot.agent.base import AgentEndpoint
+from bot.agent.errors import AgentAuthError, AgentError, AgentNotFound
+from bot.audio.pcm import SAMPLE_RATE, FrameQueue, PcmCapture, PcmFrame, PcmPlayback
+from bot.audio.streams import wait_for_streams
+from bot.bridge.link import AgentLink
+from bot.bridge.media import LevelMeter, PcmTrack, ReplyClock, is_silent
+from bot.bridge.options import BridgeEvent, BridgeOptions, BridgeStats, EventKind
+from bot.bridge.recording import WavRecorder, recording_paths
+
+log = logging.getLogger(__name__)
+
+_MAX_BACKOFF_S = 8.0
+BYTES_PER_SECOND = SAMPLE_RATE * 2
+_WATCH_INTERVAL_S = 0.25
+
+
+class Bridge:
+    """Moves audio both ways between the bot's PulseAudio devices and an agent.
+
+    `start()` raises `AgentError` when the first connection fails (bad key, unknown agent, unreachable);
+    later outages are handled by reconnecting, and `wait_lost()` returns once the agent is given up on.
+    """
+
+    def __init__(
+        self,
+        endpoint: AgentEndpoint,
+        server: str,
+        capture_source: str,
+        playback_sink: str,
+        options: BridgeOptions | None = None,
+        on_event: Callable[[BridgeEvent], None] | None = None,
+        reclock: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.options = options or BridgeOptions()
+        self._on_event = on_event
+        self._reclock = reclock
+        self._server = server
+        self._capture = PcmCapture(server, capture_source)
+        self._playback = PcmPlayback(server, playback_sink)
+        self._to_play = FrameQueue(self.options.playback_queue_frames)
+        self._link: AgentLink | None = None
+        self._track: PcmTrack | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._recorders: tuple[WavRecorder, WavRecorder] | None = None
+        self._lost = asyncio.Event()
+        self._started = False
+        self._closed = False
+        self._stats = BridgeStats()
+        self._meter_out = LevelMeter()
+        self._meter_in = LevelMeter()
+        self._reply_clock = ReplyClock()
+        self._closed_track_drops = 0  # drops counted by the outbound tracks of past sessions
+        self._late_in = 0  # agent frames dropped: playback too far behind
+        self._trimmed_in = 0  # silent agent frames skipped to keep playback latency at its target
+
+    # --- public -------------------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> BridgeStats:
+        s = self._stats
+        s.level_out_dbfs = self._meter_out.dbfs
+        s.level_in_dbfs = self._meter_in.dbfs
+        # Capture overflow while no session is up (reconnecting) is not a drop: tracks count from start.
+        track_drops = self._track.dropped if self._track is not None else 0
+        s.dropped_out = self._closed_track_drops + track_drops
+        s.dropped_in = self._to_play.dropped + self._late_in
+        s.trimmed_in = self._trimmed_in
+        delays = self._reply_clock.delays_ms
+        s.reply_delay_ms = delays[-1] if delays else None
+        return s
+
+    @property
+    def reply_delays_ms(self) -> list[float]:
+        """Recent delays from a sound onset sent to the agent to the next onset received (see ReplyClock)."""
+        return list(self._reply_clock.delays_ms)
+
+    @property
+    def lost(self) -> bool:
+        return self._lost.is_set()
+
+    async def wait_lost(self) -> None:
+        """Returns when the agent is lost for good (reconnect attempts exhausted or a terminal error)."""
+        await self._lost.wait()
+
+    async def start(self) -> None:
+        if self._started:
+            raise RuntimeError("a Bridge starts once")
+        self._started = True
+        try:
+            await self._capture.start()
+            await self._playback.start()
+            if self._reclock is not None:
+                # Null sinks sleep in 2 s blocks unless reclocked once our streams are connected.
+                await wait_for_streams(self._server, (self._capture.pid, self._playback.pid))
+                await self._reclock()
+            if self.options.record_dir is not None:
+                out_path, in_path = recording_paths(self.options.record_dir)
+                self._recorders = (WavRecorder(out_path), WavRecorder(in_path))
+                log.info("recording to %s and %s", out_path, in_path)
+            self._tasks.append(asyncio.create_task(self._play(), name="bridge-playback"))
+            self._link = await self._open_link()
+            self._emit("agent_connected", self.endpoint.describe(), 0)
+            self._tasks.append(asyncio.create_task(self._supervise(), name="bridge-supervisor"))
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Stops everything this bridge started, in reverse order; safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in reversed(self._tasks):
+            task.cancel()
+        for task in reversed(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._link is not None:
+            await self._link.close()
+        await self._playback.close()
+        await self._capture.close()
+        if self._recorders is not None:
+            for recorder in self._recorders:
+                recorder.close()
+
+    # --- audio paths --------------------------------------------------------------------------------
+
+    def _sent(self, pcm: bytes) -> None:
+        self._stats.frames_out += 1
+        self._stats.bytes_out += len(pcm)
+        self._reply_clock.sent(pcm, self._meter_out.add(pcm), time.monotonic())
+        if self._recorders is not None:
+            self._recorders[0].write(pcm)
+
+    def _received(self, pcm: bytes) -> None:
+        self._stats.frames_in += 1
+        self._stats.bytes_in += len(pcm)
+        self._reply_clock.received(pcm, self._meter_in.add(pcm), time.monotonic())
+        if self._recorders is not None:
+            self._recorders[1].write(pcm)
+        self._to_play.put(PcmFrame(pcm, time.monotonic()))
+
+    async def _play(self) -> None:
+        # pacat plays in real time, so anything written ahead of the clock is latency that never drains
+        # by itself (decoder bursts at connect, a silence frame filled in by the far end's sender).
+        # Track how far ahead we are; above the target, skip silent frames; far above, drop any frame.
+        ahead_until = 0.0  # when everything written so far will have played (monotonic)
+        target = self.options.playback_target_ms / 1000
+        limit = self.options.playback_limit_ms / 1000
+        try:
+            while True:
+                frame = await self._to_play.get()
+                now = time.monotonic()
+                ahead = max(0.0, ahead_until - now)
+                if ahead > target and is_silent(frame.data):
+                    self._trimmed_in += 1
+                    continue
+                if ahead > limit:
+                    self._late_in += 1
+                    continue
+                await self._playback.write(frame.data)
+                ahead_until = max(ahead_until, now) + len(frame.data) / BYTES_PER_SECOND
+        except (RuntimeError, ConnectionError, BrokenPipeError) as e:
+            log.error("playback into the virtual microphone stopped: %s", e)
+            self._give_up(f"playback stopped: {e}")
+
+    # --- sessions -----------------------------------------------------------------------------------
+
+    async def _open_link(self) -> AgentLink:
+        track = PcmTrack(
+            self._capture.queue, on_sent=self._sent, max_backlog=self.options.max_send_backlog_frames
+        )
+        link = AgentLink(self.endpoint, self.options.peer, track, self._received)
+        try:
+            await link.connect(self.options.connect_timeout_s)
+        except BaseException:
+            await link.close()
+            raise
+        # The track discards what was captured before the media path was up (stale audio).
+        self._track = track
+        self._stats.connected_at = time.time()
+        return link
+
+    async def _supervise(self) -> None:
+        while True:
+            assert self._link is not None
+            reason = await self._watch(self._link)
+            log.warning("agent session ended: %s", reason)
+            await self._link.close()
+            self._link = None
+            if self._track is not None:
+                self._closed_track_drops += self._track.dropped
+                self._track = None
+            link = await self._reconnect(reason)
+            if link is None:
+                return
+            self._link = link
+
+    async def _watch(self, link: AgentLink) -> str:
+        stall = self.options.stall_timeout_s
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(link.ended.wait(), _WATCH_INTERVAL_S)
+                return link.reason
+            quiet = time.monotonic() - link.last_audio_at
+            if quiet > stall:
+                return f"no audio from the agent for {quiet:.1f} s"
+
+    async def _reconnect(self, reason: str) -> AgentLink | None:
+        total = self.options.max_reconnects
+        for attempt in range(1, total + 1):
+            delay = min(self.options.reconnect_backoff_s * 2 ** (attempt - 1), _MAX_BACKOFF_S)
+            detail = f"{reason}; attempt {attempt} of {total} in {delay:.1f} s"
+            log.warning("reconnecting to %s: %s", self.endpoint.describe(), detail)
+            self._emit("agent_reconnecting", detail, attempt)
+            await asyncio.sleep(delay)
+            try:
+                link = await self._open_link()
+            except (AgentAuthError, AgentNotFound) as e:
+                reason = str(e)  # terminal: retrying cannot help
+                break
+            except AgentError as e:
+                reason = str(e)
+                log.warning("reconnect attempt %d failed: %s", attempt, e)
+                continue
+            self._stats.reconnects += 1
+            log.info("reconnected to %s (attempt %d)", self.endpoint.describe(), attempt)
+            self._emit("agent_connected", self.endpoint.describe(), attempt)
+            return link
+        self._give_up(reason if total else f"{reason}; reconnecting is off")
+        return None
+
+    def _give_up(self, reason: str) -> None:
+        if self._lost.is_set():
+            return
+        log.error("agent lost: %s", reason)
+        self._lost.set()
+        self._emit("agent_lost", reason, 0)
+
+    def _emit(self, kind: EventKind, detail: str, attempt: int) -> None:
+        if self._on_event is not None:
+            try:
+                self._on_event(BridgeEvent(kind, detail, attempt))
+            except Exception:
+                log.exception("bridge event handler failed")

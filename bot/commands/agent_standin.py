@@ -1,0 +1,41 @@
+"""`meeting-bot agent-standin`: the local stand-in agent (the Millis offer contract) for demos and tests."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "agent-standin",
+        help="run a local stand-in agent (echo, tone, speak, …) speaking the Millis offer contract",
+        description="A local aiortc agent behind POST /webrtc/offer. The agent id picks the behaviour: "
+        "echo, tone[-HZ], speak, hangup-after-S, freeze-after-S, slow-answer[-S], fail-500. "
+        "Prints its base URL, then serves until Ctrl+C.",
+    )
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # Kept here, light: building the CLI must not import aiortc/aiohttp for every command.
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port (default: any free port)")
+    parser.add_argument("--key", help="the private key to accept (default: $MILLIS_PRIVATE_KEY)")
+    parser.add_argument(
+        "--jitter-buffer",
+        choices=("low-latency", "aiortc"),
+        default="low-latency",
+        help="receive jitter buffer",
+    )
+    parser.add_argument(
+        "--prefetch", type=int, default=1, help="with --jitter-buffer aiortc: packets held before playout"
+    )
+    parser.add_argument("--sentence", default=None, help="what the `speak` agent says")
+
+
+def run(args: argparse.Namespace) -> int:
+    from bot.testing.agent import serve
+
+    return asyncio.run(serve(args))

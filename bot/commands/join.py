@@ -1,0 +1,130 @@
+"""`meeting-bot join URL --agent-id ID`: send one bot into a meeting until it ends."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from bot.events import EventBus, JsonLinesPrinter, TerminalPrinter
+from bot.exit_codes import ExitCode
+from bot.settings import REGIONS, Settings, SettingsError, load_settings, parse_pairs
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "join",
+        help="join a Meet or Zoom call and connect it to a Millis agent",
+        description="Join a Google Meet or Zoom meeting and let a Millis AI agent listen and talk in it. "
+        "The private key comes from MILLIS_PRIVATE_KEY or agent.key_file.",
+    )
+    p.add_argument("url", help="meeting URL, e.g. https://meet.google.com/abc-defg-hij")
+    add_session_flags(p)
+    p.set_defaults(func=run)
+
+
+def add_session_flags(p: argparse.ArgumentParser) -> None:
+    """Flags shared by `join` and the scheduler's `schedule`."""
+    p.add_argument("--agent-id", help="Millis agent id (agent.agent_id)")
+    p.add_argument("--name", help="display name in the meeting (bot.name)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--region", choices=REGIONS, help="Millis region (agent.region)")
+    where.add_argument("--agent-url", help="full agent base URL (agent.url)")
+    p.add_argument(
+        "--max-duration", type=float, metavar="S", help="leave after S seconds (call.max_duration_s)"
+    )
+    p.add_argument("--alone-after", type=float, metavar="S", help="leave when alone S seconds")
+    p.add_argument("--record", metavar="DIR", help="write WAVs of both directions to DIR (bot.record_dir)")
+    p.add_argument("--metadata", nargs="*", default=[], metavar="K=V", help="metadata sent to the agent")
+    p.add_argument("--webhook", metavar="URL", help="POST every event here (secret: BOT_WEBHOOK_SECRET)")
+    p.add_argument("--config", type=Path, help="TOML settings file (default config/bot.toml)")
+    p.add_argument("--json", action="store_true", default=None, help="one JSON object per event")
+
+
+def flag_layer(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    layer: dict[str, dict[str, Any]] = {}
+
+    def put(section: str, key: str, value: Any) -> None:
+        if value is not None:
+            layer.setdefault(section, {})[key] = value
+
+    put("agent", "agent_id", args.agent_id)
+    put("agent", "region", args.region)
+    put("agent", "url", args.agent_url)
+    if args.metadata:
+        put("agent", "metadata", parse_pairs(args.metadata))
+    put("bot", "name", args.name)
+    put("bot", "record_dir", args.record)
+    put("bot", "json", args.json)
+    put("call", "max_duration_s", args.max_duration)
+    put("call", "alone_after_s", args.alone_after)
+    put("webhook", "url", args.webhook)
+    return layer
+
+
+def run(args: argparse.Namespace) -> int:
+    from bot.platforms.urls import InvalidMeetingUrl, parse_meeting_url
+
+    try:
+        settings = load_settings(args.config, overrides=flag_layer(args))
+        if not settings.agent.agent_id:
+            raise SettingsError("agent.agent_id: no agent id: pass --agent-id or set BOT_AGENT_AGENT_ID")
+        meeting = parse_meeting_url(args.url)
+    except (SettingsError, InvalidMeetingUrl) as e:
+        print(f"meeting-bot join: {e}", file=sys.stderr)
+        return ExitCode.USAGE
+    return asyncio.run(join(settings, meeting))
+
+
+async def join(settings: Settings, meeting: Any) -> int:
+    from bot.agent.millis import MillisEndpoint
+    from bot.session import BotSession
+    from bot.session_config import SessionConfig, millis_config
+    from bot.webhook import WebhookConfig, WebhookSender
+
+    bus = EventBus()
+    bus.subscribe(JsonLinesPrinter() if settings.bot.json else TerminalPrinter())
+    webhook: WebhookSender | None = None
+    if settings.webhook.url:
+        webhook = WebhookSender(
+            WebhookConfig(settings.webhook.url, settings.webhook.secret, settings.webhook.retries)
+        )
+        webhook.start()
+        bus.subscribe(webhook)
+    endpoint = MillisEndpoint(millis_config(settings))
+    session = BotSession(SessionConfig.from_settings(settings), meeting, endpoint, bus)
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    signals_seen = 0
+
+    def on_signal() -> None:
+        # First signal: leave the meeting and exit cleanly. Second: stop waiting and tear down now.
+        nonlocal signals_seen
+        signals_seen += 1
+        if signals_seen == 1:
+            session.stop()
+        else:
+            task.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        outcome = await session.run()
+        return int(outcome.exit_code)
+    except asyncio.CancelledError:
+        return int(ExitCode.CRASHED)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        if webhook is not None:
+            await webhook.close()
+        close = getattr(endpoint, "aclose", None)
+        if close is not None:
+            await close()

@@ -1,0 +1,107 @@
+"""`meeting-bot serve`: the scheduler and its HTTP API in one process; every bot is a child process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from bot.commands._bots import CommandError, guarded
+from bot.launcher import DEFAULT_COMMAND, LocalProcessLauncher
+from bot.scheduler import BotService, DatabaseError, SchedulerConfig
+from bot.store import safe_db_url
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the scheduler and its HTTP API",
+        description="Run scheduled bots and serve the HTTP API (docs at /docs). Needs BOT_API_TOKEN. "
+        "Bots inherit this process's environment (MILLIS_PRIVATE_KEY, BOT_* settings). "
+        "SIGTERM or Ctrl+C makes every running bot leave its meeting, then exits.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    p.add_argument("--db", metavar="URL", help="database URL (default: BOT_DB_URL or a SQLite file)")
+    p.add_argument("--max-bots", type=int, help="max concurrent bots (BOT_SCHEDULER_MAX_CONCURRENT_BOTS, 4)")
+    p.add_argument(
+        "--lead-time", type=float, metavar="S", help="start bots S s early (BOT_SCHEDULER_LEAD_TIME_S, 30)"
+    )
+    p.add_argument(
+        "--grace", type=float, metavar="S", help="misfire grace window (BOT_SCHEDULER_MISFIRE_GRACE_S, 120)"
+    )
+    p.add_argument(
+        "--bot-command",
+        metavar="CMD",
+        help="command that runs one bot, given the join arguments "
+        f"(default: {shlex.join(DEFAULT_COMMAND[1:])} with this Python); e.g. to wrap it in `nice`",
+    )
+    p.add_argument("--config", type=Path, help="TOML settings file passed to every bot")
+    p.set_defaults(func=guarded(run))
+
+
+def run(args: argparse.Namespace) -> int:
+    token = os.environ.get("BOT_API_TOKEN", "")
+    if not token:
+        raise CommandError("set BOT_API_TOKEN: every API call but /health must carry it as a bearer token")
+    if len(token) < 16:
+        raise CommandError("BOT_API_TOKEN is too short: use at least 16 random characters")
+    if not 0 <= args.port <= 65535:
+        raise CommandError("--port must be between 0 and 65535")
+    try:
+        config = SchedulerConfig.from_env(
+            db_url=args.db,
+            max_concurrent_bots=args.max_bots,
+            lead_time_s=args.lead_time,
+            misfire_grace_s=args.grace,
+        )
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+    if args.config is not None and not args.config.is_file():
+        raise CommandError(f"--config: {args.config} does not exist")
+    command = shlex.split(args.bot_command) if args.bot_command else list(DEFAULT_COMMAND)
+    if not command:
+        raise CommandError("--bot-command must not be empty")
+    launcher = LocalProcessLauncher(command=command, config_file=args.config)
+    try:
+        sock = socket.create_server((args.host, args.port))
+    except OSError as e:
+        raise CommandError(f"cannot listen on {args.host}:{args.port}: {e.strerror}", code=1) from None
+    return asyncio.run(_serve(BotService(config, launcher), token, sock))
+
+
+async def _serve(service: BotService, token: str, sock: socket.socket) -> int:
+    from bot.api import create_app
+
+    try:
+        await service.start()
+    except DatabaseError as e:
+        print(f"meeting-bot serve: {e}", file=sys.stderr)
+        sock.close()
+        return 2
+    try:
+        # The app's shutdown closes the service: uvicorn re-raises SIGTERM/SIGINT once it has stopped.
+        return await _run_server(service, create_app(service, token, start_service=False), sock)
+    finally:
+        await service.close()
+        sock.close()
+
+
+async def _run_server(service: BotService, app: Any, sock: socket.socket) -> int:
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started and not task.done():  # noqa: ASYNC110 (uvicorn only offers a flag)
+        await asyncio.sleep(0.05)
+    if server.started:
+        host, port = sock.getsockname()[:2]
+        # Scripts and tests read this line to know where (and that) the service listens.
+        print(f"serving on http://{host}:{port} (database {safe_db_url(service.config.db_url)})", flush=True)
+    await task
+    return 0 if server.started else 1

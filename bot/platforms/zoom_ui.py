@@ -1,0 +1,256 @@
+"""What the Zoom web client looks like, as data: selectors, texts, and what a page snapshot means.
+
+Zoom changes its pages often. Every element and text the adapter relies on is listed here with several
+candidates (current client first, then classic ones), so a UI change is a one-line edit. `SNAPSHOT_JS` reads
+all of them in one round trip per frame; `classify` turns the merged snapshot into one `Screen`, checking
+the terminal failures first so a wall or captcha is never mistaken for progress.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+# CSS selectors, several candidates each.
+SELECTORS: dict[str, tuple[str, ...]] = {
+    "cookie_accept": ("#onetrust-accept-btn-handler", "#onetrust-reject-all-handler"),
+    "name_input": ("#input-for-name", "#inputname", 'input[placeholder="Your Name" i]'),
+    "passcode_input": ("#input-for-pwd", 'input[placeholder*="passcode" i]', 'input[type="password"]'),
+    "join_button": ("button.preview-join-button", "#joinBtn", "button.joinWindowBtn"),
+    "terms_agree": ("#wc_agree1", "#disclaimer_agree"),
+    "captcha": (".component_smart_captcha", "#captcha", 'img[alt*="captcha" i]'),
+    # In the call: any two of these (the footer auto-hides, so being laid out counts, not being visible).
+    "in_call": (
+        'button[aria-label="Leave"]',
+        ".single-main-container__video-frame",
+        "#audioOptionMenu",
+        "button.join-audio-container__btn",
+        ".footer-button__participants-icon",
+    ),
+    "leave_button": ('button[aria-label="Leave"]', "button.footer__leave-btn"),
+    "leave_confirm": ("button.leave-meeting-options__btn--danger",),
+    "audio_button": ("button.join-audio-container__btn", "#audioOptionMenu button"),
+    "participants": (
+        ".footer-button__participants-icon .footer-button__number-counter",
+        'button[aria-label*="participants list pane" i]',
+    ),
+    "end_modal": (".zm-modal .zm-modal-body-title", 'div[aria-label="Meeting is end now"]'),
+}
+
+# Buttons and links, matched on their whole visible text (case-insensitive).
+BUTTONS: dict[str, tuple[str, ...]] = {
+    "launch_browser": ("Join from browser", "Join from your browser", "join from your browser"),
+    "permission_allow": ("Allow",),
+    "permission_skip": ("Continue without microphone and camera",),
+    "computer_audio": ("Join Audio by Computer", "Join with Computer Audio"),
+    "leave_confirm": ("Leave Meeting",),
+    "end_ok": ("OK",),
+}
+
+# Texts anywhere in the page (substring, case-insensitive, typographic apostrophes folded).
+TEXTS: dict[str, tuple[str, ...]] = {
+    "bot_wall": ("We detected you may be a bot", "Automated bots aren't allowed"),
+    "captcha": ("Type the characters you see", "Please complete the captcha"),
+    "sign_in": (
+        "sign in to join this meeting",
+        "only authenticated users can join",
+        "This meeting is for authorized attendees only",
+    ),
+    "passcode_wrong": ("Passcode wrong", "Wrong passcode", "Incorrect meeting passcode"),
+    "host_absent": ("This meeting link is invalid (3,001)", "(3,001)"),
+    "not_found": ("Invalid meeting ID", "This meeting ID is not valid", "Meeting does not exist"),
+    "removed": ("You have been removed", "You've been removed", "removed you from the meeting"),
+    "host_ended": ("This meeting has been ended by host", "The meeting has been ended by the host"),
+    "call_ended": ("Meeting is end now", "This meeting has ended", "The meeting has ended"),
+    "host_wait": ("Waiting for the host to start this meeting", "The meeting has not started"),
+    "waiting_room": (
+        "Please wait, the meeting host will let you in soon",
+        "Host has joined. We've let them know you're here",
+        "You are in the waiting room",
+    ),
+    "joining": ("Joining Meeting", "Connecting to audio"),
+    "launch": ("Launch Meeting", "Click Open Zoom Meetings on the dialog shown by your browser"),
+    "permission": ("allow zoom to use your", "use your microphone and camera", "use your microphone"),
+}
+
+ERROR_TITLE = "Error - Zoom"
+
+
+def snapshot_selectors() -> dict[str, tuple[str, ...]]:
+    """`SELECTORS` plus one key per in-call signal, so the snapshot can count distinct signals."""
+    return {**SELECTORS, **{f"in_call:{s}": (s,) for s in SELECTORS["in_call"]}}
+
+
+# Reads every selector, button and text above in one frame; returns plain JSON.
+SNAPSHOT_JS = """
+([sel, buttons, texts]) => {
+  const fold = (s) => (s || "").replace(/[\\u2018\\u2019]/g, "'").replace(/\\s+/g, " ").trim().toLowerCase();
+  // "rendered": laid out (an auto-hidden footer still is); "shown": also not visibility:hidden.
+  const rendered = (el) => !!el && el.getClientRects().length > 0;
+  const shown = (el) => rendered(el) && getComputedStyle(el).visibility !== "hidden";
+  const body = fold(document.body ? document.body.innerText : "");
+  const out = {title: document.title, url: location.href, present: {}, visible: {}, buttons: {}, texts: [],
+               joinEnabled: false, nameValue: null, passcodeValue: null, participants: null, audioLabel: null,
+               webclientFrame: !!document.querySelector("iframe#webclient")};
+  for (const [key, list] of Object.entries(sel)) {
+    const els = list.flatMap((s) => Array.from(document.querySelectorAll(s)));
+    out.present[key] = els.filter(rendered).length;
+    out.visible[key] = els.some(shown);
+  }
+  const clickable = Array.from(document.querySelectorAll("button, a, [role=button]")).filter(shown);
+  for (const [key, list] of Object.entries(buttons)) {
+    const want = list.map(fold);
+    out.buttons[key] = clickable.some((el) => want.includes(fold(el.innerText || el.textContent)));
+  }
+  for (const [key, list] of Object.entries(texts)) {
+    if (list.some((t) => body.includes(fold(t)))) out.texts.push(key);
+  }
+  const first = (key) => sel[key].map((s) => document.querySelector(s)).find((el) => shown(el)) || null;
+  const join = first("join_button");
+  if (join) out.joinEnabled = !join.disabled && !join.classList.contains("disabled")
+    && join.getAttribute("aria-disabled") !== "true";
+  const name = first("name_input");
+  if (name) out.nameValue = name.value;
+  const pwd = first("passcode_input");
+  if (pwd) out.passcodeValue = pwd.value;
+  for (const s of sel.participants) {
+    const el = document.querySelector(s);
+    if (!el) continue;
+    const m = ((el.textContent || "") + " " + (el.getAttribute("aria-label") || "")).match(/\\d+/);
+    if (m) { out.participants = parseInt(m[0], 10); break; }
+  }
+  const audio = sel.audio_button.map((s) => document.querySelector(s)).find((el) => el) || null;
+  if (audio) out.audioLabel = audio.getAttribute("aria-label") || fold(audio.innerText);
+  return out;
+}
+"""
+
+
+class Screen(StrEnum):
+    """What the page shows now, in the order `classify` checks."""
+
+    BOT_WALL = "bot_wall"
+    CAPTCHA = "captcha"
+    SIGN_IN = "sign_in"
+    PASSCODE_WRONG = "passcode_wrong"
+    NOT_FOUND = "not_found"
+    HOST_ABSENT = "host_absent"  # "This meeting link is invalid (3,001)": the host has not started
+    REMOVED = "removed"
+    HOST_ENDED = "host_ended"
+    CALL_ENDED = "call_ended"
+    WAITING_ROOM = "waiting_room"
+    HOST_WAIT = "host_wait"  # a page that waits for the host to start, then lets the bot in
+    IN_CALL = "in_call"
+    COOKIES = "cookies"
+    PERMISSION = "permission"
+    LAUNCH = "launch"
+    PREVIEW = "preview"  # the name/passcode/join page
+    JOINING = "joining"  # "Joining Meeting…": a spinner, not admission
+    UNKNOWN = "unknown"
+
+
+@dataclass
+class Snapshot:
+    """The merged reading of the page's frames; `frame_of` says which frame showed each key."""
+
+    title: str = ""
+    url: str = ""
+    present: dict[str, int] = field(default_factory=dict)
+    visible: dict[str, bool] = field(default_factory=dict)
+    buttons: dict[str, bool] = field(default_factory=dict)
+    texts: set[str] = field(default_factory=set)
+    join_enabled: bool = False
+    name_value: str | None = None
+    passcode_value: str | None = None
+    participants: int | None = None
+    audio_label: str | None = None
+    frame_of: dict[str, int] = field(default_factory=dict)
+
+    def merge(self, raw: dict[str, object], frame: int) -> None:
+        """Fold one frame's `SNAPSHOT_JS` result into this one (first frame wins for values)."""
+        self.title = self.title or str(raw.get("title", ""))
+        self.url = self.url or str(raw.get("url", ""))
+        for key, count in _dict(raw.get("present")).items():
+            self.present[key] = self.present.get(key, 0) + int(count)  # type: ignore[call-overload]
+        for key, seen in _dict(raw.get("visible")).items():
+            if seen:  # actions go to the first frame where the element is visible
+                self.visible[key] = True
+                self.frame_of.setdefault(key, frame)
+        for key, seen in _dict(raw.get("buttons")).items():
+            if seen:
+                self.buttons[key] = True
+                self.frame_of.setdefault(f"button:{key}", frame)
+        texts = raw.get("texts")
+        if isinstance(texts, list):
+            self.texts.update(str(t) for t in texts)
+        if raw.get("nameValue") is not None and self.name_value is None:
+            self.name_value = str(raw["nameValue"])
+            self.join_enabled = bool(raw.get("joinEnabled"))
+        elif raw.get("joinEnabled"):
+            self.join_enabled = True
+        if raw.get("passcodeValue") is not None and self.passcode_value is None:
+            self.passcode_value = str(raw["passcodeValue"])
+        if isinstance(raw.get("participants"), int) and self.participants is None:
+            self.participants = int(raw["participants"])  # type: ignore[call-overload]
+        if raw.get("audioLabel") is not None and self.audio_label is None:
+            self.audio_label = str(raw["audioLabel"])
+
+    @property
+    def in_call_signals(self) -> int:
+        return sum(1 for s in SELECTORS["in_call"] if self.present.get(f"in_call:{s}", 0))
+
+
+def _dict(value: object) -> dict[str, object]:
+    return value if isinstance(value, dict) else {}
+
+
+def classify(snap: Snapshot) -> Screen:
+    """One screen for the merged snapshot. Terminal failures first, then ends, lobby, call, then the
+    pre-join steps; the waiting room wins over call signals so the lobby is never taken for the call."""
+    t = snap.texts
+    if "bot_wall" in t:
+        return Screen.BOT_WALL
+    if snap.visible.get("captcha") or "captcha" in t:
+        return Screen.CAPTCHA
+    if "sign_in" in t:
+        return Screen.SIGN_IN
+    if "passcode_wrong" in t:
+        return Screen.PASSCODE_WRONG
+    if "host_absent" in t:
+        return Screen.HOST_ABSENT
+    if "not_found" in t:
+        return Screen.NOT_FOUND
+    for key, screen in (
+        ("removed", Screen.REMOVED),
+        ("host_ended", Screen.HOST_ENDED),
+        ("call_ended", Screen.CALL_ENDED),
+    ):
+        if key in t:
+            return screen
+    if "waiting_room" in t:
+        return Screen.WAITING_ROOM
+    if "host_wait" in t:
+        return Screen.HOST_WAIT
+    if snap.in_call_signals >= 2:
+        return Screen.IN_CALL
+    if snap.visible.get("cookie_accept"):
+        return Screen.COOKIES
+    if snap.buttons.get("permission_allow") or snap.buttons.get("permission_skip"):
+        return Screen.PERMISSION
+    if snap.buttons.get("launch_browser"):
+        return Screen.LAUNCH
+    if (
+        snap.visible.get("name_input")
+        or snap.visible.get("join_button")
+        or snap.visible.get("passcode_input")
+    ):
+        return Screen.PREVIEW
+    if "joining" in t:
+        return Screen.JOINING
+    return Screen.UNKNOWN
+
+
+def exact_text(texts: tuple[str, ...]) -> re.Pattern[str]:
+    """A pattern matching an element whose whole text is one of `texts` (for Playwright's has_text)."""
+    return re.compile(r"^\s*(" + "|".join(re.escape(x) for x in texts) + r")\s*$", re.IGNORECASE)

@@ -1,0 +1,514 @@
+"""The bot service: persistent scheduled jobs, a bounded number of concurrent bots, and their records.
+
+APScheduler 3 (AsyncIOScheduler) keeps one date job per bot in a SQLAlchemy job store, in the same database
+as the bot records (`bot.store`). A job fires `lead_time_s` before `join_at`; a job found later than the
+grace window is skipped and the bot recorded as missed, never started hours late. The firing job only
+*claims* the bot (a conditional `scheduled → queued` update, so a job can't start a bot twice even across
+restarts or two schedulers); bots then start in order through a `Launcher` while fewer than
+`max_concurrent_bots` run, and the excess waits in state `queued`.
+
+A `BotService` started without a launcher is a *client*: it schedules, lists and cancels in the database
+(the CLI without --api) while a serving instance elsewhere runs the bots; the serving instance wakes every
+`poll_interval_s` to see jobs and stop requests written by clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import os
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.bot_request import BotRequest, parse_join_at
+from bot.exit_codes import ExitCode
+from bot.launcher import BotHandle, Launcher, LaunchError
+from bot.store import (
+    PENDING,
+    RUNNING,
+    TERMINAL,
+    BotRecord,
+    BotState,
+    BotStore,
+    make_engine,
+    safe_db_url,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+
+def default_db_url() -> str:
+    """BOT_DB_URL, else a SQLite file in the user's state directory."""
+    if url := os.environ.get("BOT_DB_URL"):
+        return url
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return f"sqlite:///{state / 'meeting-bot' / 'bots.db'}"
+
+
+@dataclass
+class SchedulerConfig:
+    db_url: str = ""  # empty: default_db_url()
+    lead_time_s: float = 30.0  # start the bot this early, so it is in the meeting at join_at
+    misfire_grace_s: float = 120.0  # a job found later than this is skipped and recorded as missed
+    max_concurrent_bots: int = 4
+    queue_timeout_s: float = 1800.0  # a queued bot still without a slot this long after join_at: missed
+    stop_timeout_s: float = 15.0  # after asking a bot to leave, kill it if it has not exited by then
+    poll_interval_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.db_url = self.db_url or default_db_url()
+        for name in ("lead_time_s", "queue_timeout_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        for name in ("misfire_grace_s", "stop_timeout_s", "poll_interval_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.max_concurrent_bots < 1:
+            raise ValueError("max_concurrent_bots must be at least 1")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> SchedulerConfig:
+        """BOT_DB_URL and BOT_SCHEDULER_<FIELD> (e.g. BOT_SCHEDULER_LEAD_TIME_S), then non-None overrides.
+        `serve` and a direct `schedule` read the same variables, so both compute the same start times."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        if env.get("BOT_DB_URL"):
+            values["db_url"] = env["BOT_DB_URL"]
+        for name, f in cls.__dataclass_fields__.items():
+            raw = env.get(f"BOT_SCHEDULER_{name.upper()}")
+            if raw and name != "db_url":
+                kind = int if f.type in ("int", int) else float
+                try:
+                    values[name] = kind(raw)
+                except ValueError:
+                    raise ValueError(f"BOT_SCHEDULER_{name.upper()}={raw!r} is not a number") from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+class DatabaseError(RuntimeError):
+    """The database could not be opened; the message names it (without its password) and the cause."""
+
+
+class NotFound(LookupError):
+    pass
+
+
+class _Scheduler(AsyncIOScheduler):  # type: ignore[misc]
+    def _process_jobs(self) -> float | None:
+        try:
+            wait: float | None = super()._process_jobs()
+            return wait
+        except JobLookupError:
+            # Another scheduler on the same database ran and removed this job first (its bot is claimed
+            # once anyway); look again shortly instead of leaving the timer unset.
+            return 0.1
+
+
+# The job function APScheduler stores by reference; it finds the service running on the job's loop.
+_services: dict[asyncio.AbstractEventLoop, BotService] = {}
+
+
+async def run_scheduled_bot(bot_id: str) -> None:
+    service = _services.get(asyncio.get_running_loop())
+    if service is None:
+        log.error("job for bot %s fired but no bot service runs on this loop", bot_id)
+        return
+    service._claim(bot_id)
+
+
+def _final_state(code: int) -> BotState:
+    if code == ExitCode.COMPLETED:
+        return BotState.ENDED
+    if code == ExitCode.CRASHED or code < 0 or code not in ExitCode._value2member_map_:
+        return BotState.CRASHED
+    return BotState.FAILED
+
+
+class BotService:
+    """Schedules bots, runs them through the launcher and records everything. `start()`/`close()`."""
+
+    def __init__(self, config: SchedulerConfig | None = None, launcher: Launcher | None = None) -> None:
+        self.config = config or SchedulerConfig()
+        self.launcher = launcher
+        self.store: BotStore | None = None
+        self._scheduler: _Scheduler | None = None
+        self._queue: list[str] = []
+        self._handles: dict[str, BotHandle] = {}
+        self._starting: set[str] = set()
+        self._stopping: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._poller: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    @property
+    def serving(self) -> bool:
+        return self.launcher is not None
+
+    @property
+    def running_ids(self) -> list[str]:
+        return sorted(self._handles.keys() | self._starting)
+
+    @property
+    def queued_ids(self) -> list[str]:
+        return list(self._queue)
+
+    def _require_store(self) -> BotStore:
+        if self.store is None:
+            raise RuntimeError("BotService.start() has not been called")
+        return self.store
+
+    async def start(self) -> None:
+        """Opens the database (DatabaseError if it can't) and, when serving, starts processing jobs."""
+        try:
+            engine = make_engine(self.config.db_url)
+            self.store = BotStore(engine)
+        except (SQLAlchemyError, ImportError, ValueError) as e:
+            where = safe_db_url(self.config.db_url)
+            raise DatabaseError(
+                f"cannot open the database {where}: {getattr(e, 'orig', None) or e}"
+            ) from None
+        self._loop = asyncio.get_running_loop()
+        self._scheduler = _Scheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=engine)},
+            timezone=dt.UTC,
+            job_defaults={"coalesce": True, "max_instances": 1},
+        )
+        self._scheduler.start(paused=True)
+        if not self.serving:
+            return
+        if self._loop in _services:
+            raise RuntimeError("another serving BotService already runs on this event loop")
+        _services[self._loop] = self
+        self._scheduler.add_listener(self._on_job_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
+        self._reconcile()
+        self._scheduler.resume()
+        self._poller = asyncio.create_task(self._poll(), name="bot-service-poll")
+        self._pump()
+
+    async def close(self) -> None:
+        """Stops processing jobs, makes every running bot leave and waits for them; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        if self._loop is not None and _services.get(self._loop) is self:
+            del _services[self._loop]
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+            await asyncio.sleep(0)  # AsyncIOScheduler.shutdown runs on the next loop turn
+        for bot_id in list(self._handles):
+            self._stop(bot_id)
+        if self._tasks:
+            # Queued bots stay queued in the database and start after the next start().
+            await asyncio.wait(self._tasks, timeout=self.config.stop_timeout_s + 10)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks)
+        if self.store is not None:
+            self.store.close()
+
+    # --- requests -------------------------------------------------------------------------------------
+
+    def schedule(self, request: BotRequest, join_at: dt.datetime | str | None = None) -> BotRecord:
+        """Records the bot and adds its job. `request` comes from `validate_request`."""
+        store = self._require_store()
+        assert self._scheduler is not None
+        now = utcnow()
+        when = parse_join_at(join_at, now)
+        run_at = max(when - dt.timedelta(seconds=self.config.lead_time_s), now)
+        record = store.create(
+            meeting_url=request.meeting_url,
+            agent_id=request.agent_id,
+            request=request.to_dict(),
+            join_at=when,
+            run_at=run_at,
+        )
+        try:
+            self._add_job(record.id, run_at)
+        except Exception:
+            store.transition(record.id, BotState.FAILED, PENDING, message="could not store its job")
+            raise
+        return record
+
+    def get(self, bot_id: str, with_events: bool = True) -> BotRecord:
+        record = self._require_store().get(bot_id, with_events=with_events)
+        if record is None:
+            raise NotFound(f"no bot with id {bot_id!r}")
+        return record
+
+    def list_bots(
+        self,
+        states: list[BotState] | None = None,
+        agent_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[BotRecord]:
+        return self._require_store().list_bots(states, agent_id, limit, offset)
+
+    def cancel(self, bot_id: str) -> tuple[str, BotRecord]:
+        """Cancels a scheduled or queued bot ("cancelled"), or makes a running one leave ("leaving");
+        "finished" if it had already ended."""
+        store = self._require_store()
+        for _ in range(5):  # each retry follows a state change that raced this call
+            record = self.get(bot_id, with_events=False)
+            if record.state in TERMINAL:
+                return "finished", record
+            if record.state in PENDING:
+                if store.transition(bot_id, BotState.CANCELLED, PENDING, ended_at=utcnow()):
+                    self._remove_job(bot_id)
+                    if bot_id in self._queue:
+                        self._queue.remove(bot_id)
+                    return "cancelled", self.get(bot_id, with_events=False)
+                continue
+            if record.stop_requested_at is None:
+                store.update(bot_id, stop_requested_at=utcnow())
+            if bot_id in self._handles:
+                self._stop(bot_id)
+            return "leaving", self.get(bot_id, with_events=False)
+        raise RuntimeError(f"bot {bot_id} kept changing state; try again")
+
+    # --- jobs -----------------------------------------------------------------------------------------
+
+    def _add_job(self, bot_id: str, run_at: dt.datetime) -> None:
+        assert self._scheduler is not None
+        self._scheduler.add_job(
+            run_scheduled_bot,
+            trigger="date",
+            run_date=run_at,
+            args=[bot_id],
+            id=bot_id,
+            name=f"bot {bot_id}",
+            misfire_grace_time=max(1, round(self.config.misfire_grace_s)),
+            replace_existing=True,
+        )
+
+    def _remove_job(self, bot_id: str) -> None:
+        assert self._scheduler is not None
+        with contextlib.suppress(JobLookupError):
+            self._scheduler.remove_job(bot_id)
+
+    def _on_job_event(self, event: JobExecutionEvent) -> None:
+        if event.code == EVENT_JOB_MISSED:
+            late = (utcnow() - event.scheduled_run_time).total_seconds()
+            self._mark_missed(event.job_id, f"its start time passed {late:.0f} s ago")
+        else:
+            log.error("job for bot %s failed: %r", event.job_id, event.exception)
+
+    def _mark_missed(self, bot_id: str, why: str) -> None:
+        grace = self.config.misfire_grace_s
+        message = f"missed: {why}, beyond the {grace:g} s grace window (was the service down?)"
+        if self._require_store().transition(
+            bot_id, BotState.MISSED, PENDING, message=message, ended_at=utcnow()
+        ):
+            log.warning("bot %s %s", bot_id, message)
+
+    def _reconcile(self) -> None:
+        """After a restart: settle what the last run left behind, before any job is processed."""
+        store = self._require_store()
+        assert self._scheduler is not None
+        now = utcnow()
+        grace = dt.timedelta(seconds=self.config.misfire_grace_s)
+        for record in store.list_bots(RUNNING, limit=1_000_000):
+            store.transition(
+                record.id,
+                BotState.CRASHED,
+                RUNNING,
+                ended_at=now,
+                message="the service stopped while this bot ran; its end was not recorded",
+            )
+        for record in sorted(
+            store.list_bots([BotState.QUEUED], limit=1_000_000), key=lambda r: r.queued_at or now
+        ):
+            self._queue.append(record.id)
+        jobs = {job.id: job for job in self._scheduler.get_jobs()}
+        for record in store.list_bots([BotState.SCHEDULED], limit=1_000_000):
+            job = jobs.pop(record.id, None)
+            due = job.next_run_time if job is not None and job.next_run_time else record.run_at
+            if now - due > grace:
+                self._remove_job(record.id)
+                self._mark_missed(record.id, f"its start time passed {(now - due).total_seconds():.0f} s ago")
+            elif job is None:
+                self._add_job(record.id, record.run_at)
+        for job_id in jobs:  # a job whose bot is no longer scheduled (cancelled by a client, …)
+            self._remove_job(job_id)
+
+    async def _poll(self) -> None:
+        """Picks up jobs and stop requests that client processes wrote to the database."""
+        assert self._scheduler is not None
+        while True:
+            await asyncio.sleep(self.config.poll_interval_s)
+            try:
+                self._scheduler.wakeup()
+                if self._handles:
+                    for record in self._require_store().list_bots(RUNNING, limit=1_000_000):
+                        if record.stop_requested_at and record.id in self._handles:
+                            self._stop(record.id)
+            except Exception:
+                log.exception("polling the database failed; retrying")
+
+    # --- running bots ---------------------------------------------------------------------------------
+
+    def _claim(self, bot_id: str) -> None:
+        if self._require_store().transition(
+            bot_id, BotState.QUEUED, [BotState.SCHEDULED], queued_at=utcnow()
+        ):
+            self._queue.append(bot_id)
+            self._pump()
+        else:
+            log.info("bot %s was already claimed or cancelled; not starting it again", bot_id)
+
+    def _pump(self) -> None:
+        """Starts queued bots while there is room."""
+        store = self._require_store()
+        while (
+            self._queue
+            and not self._closed
+            and len(self._handles) + len(self._starting) < (self.config.max_concurrent_bots)
+        ):
+            bot_id = self._queue.pop(0)
+            record = store.get(bot_id)
+            if record is None or record.state is not BotState.QUEUED:
+                continue
+            waited = utcnow() - record.join_at
+            if waited.total_seconds() > self.config.queue_timeout_s:
+                store.transition(
+                    bot_id,
+                    BotState.MISSED,
+                    [BotState.QUEUED],
+                    ended_at=utcnow(),
+                    message=f"missed: no free slot within {self.config.queue_timeout_s:g} s of join_at",
+                )
+                continue
+            if not store.transition(bot_id, BotState.STARTING, [BotState.QUEUED], started_at=utcnow()):
+                continue
+            self._starting.add(bot_id)
+            task = asyncio.create_task(self._run_bot(record), name=f"bot-{bot_id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run_bot(self, record: BotRecord) -> None:
+        store = self._require_store()
+        assert self.launcher is not None
+        bot_id = record.id
+        try:
+            request = BotRequest.from_dict(bot_id, record.request)
+            try:
+                handle = await self.launcher.start(request)
+            except LaunchError as e:
+                store.transition(bot_id, BotState.CRASHED, RUNNING, ended_at=utcnow(), message=str(e))
+                return
+            self._handles[bot_id] = handle
+            self._starting.discard(bot_id)
+            where = {"pid": pid} if isinstance(pid := getattr(handle, "pid", None), int) else {}
+            store.add_event(
+                bot_id, {"event": "launched", "at": utcnow().isoformat(), "source": "service", **where}
+            )
+            latest = store.get(bot_id)
+            if self._closed or (latest is not None and latest.stop_requested_at is not None):
+                self._stop(bot_id)
+            async for event in handle.events():
+                self._on_bot_event(bot_id, event)
+            code = await handle.wait()
+            self._record_exit(bot_id, code, handle.diagnostics())
+        except Exception as e:
+            log.exception("supervising bot %s failed", bot_id)
+            store.transition(
+                bot_id, BotState.CRASHED, RUNNING, ended_at=utcnow(), message=f"supervisor: {e!r}"
+            )
+            handle_left = self._handles.get(bot_id)
+            if handle_left is not None:
+                handle_left.kill()
+                await handle_left.wait()
+        finally:
+            self._starting.discard(bot_id)
+            self._handles.pop(bot_id, None)
+            timer = self._stopping.pop(bot_id, None)
+            if timer is not None:
+                timer.cancel()
+            self._pump()
+
+    def _stop(self, bot_id: str) -> None:
+        handle = self._handles.get(bot_id)
+        if handle is None or bot_id in self._stopping:
+            return
+        handle.stop()
+        assert self._loop is not None
+        self._stopping[bot_id] = self._loop.call_later(self.config.stop_timeout_s, handle.kill)
+
+    def _on_bot_event(self, bot_id: str, event: dict[str, Any]) -> None:
+        store = self._require_store()
+        kind = event.get("event")
+        if kind == "stats":
+            store.update(bot_id, last_stats=event)
+            return
+        store.add_event(bot_id, event)
+        if kind == "joining":
+            store.transition(bot_id, BotState.JOINING, [BotState.STARTING])
+        elif kind == "awaiting_admission":
+            store.transition(bot_id, BotState.AWAITING_ADMISSION, [BotState.STARTING, BotState.JOINING])
+        elif kind == "in_call":
+            store.transition(
+                bot_id,
+                BotState.IN_CALL,
+                [BotState.STARTING, BotState.JOINING, BotState.AWAITING_ADMISSION],
+                in_call_at=utcnow(),
+            )
+        elif kind == "ended":
+            store.update(bot_id, end_reason=str(event.get("reason") or "")[:64] or None)
+        elif kind == "failed":
+            store.update(
+                bot_id,
+                failure_code=str(event.get("code") or "")[:64] or None,
+                message=str(event.get("message") or "")[:2000] or None,
+            )
+        elif kind == "summary":
+            store.update(bot_id, summary=event)
+
+    def _record_exit(self, bot_id: str, code: int, diagnostics: str) -> None:
+        store = self._require_store()
+        state = _final_state(code)
+        fields: dict[str, Any] = {"exit_code": code, "ended_at": utcnow()}
+        record = store.get(bot_id)
+        if state is BotState.CRASHED:
+            how = f"killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
+            said = record.message if record and record.message else ""
+            tail = diagnostics.strip().splitlines()[-5:]
+            fields["message"] = "; ".join(p for p in (f"bot process {how}", said, " | ".join(tail)) if p)[
+                :4000
+            ]
+            fields["failure_code"] = (record.failure_code if record else None) or "crashed"
+        elif state is BotState.FAILED and record is not None:
+            if record.failure_code is None:
+                fields["failure_code"] = ExitCode(code).name.lower()
+            if record.message is None and diagnostics.strip():
+                # No `failed` event (e.g. a settings error, exit 2): the bot's own words are on stderr.
+                fields["message"] = " | ".join(diagnostics.strip().splitlines()[-3:])[:2000]
+        store.add_event(
+            bot_id, {"event": "exit", "at": utcnow().isoformat(), "source": "service", "code": code}
+        )
+        store.transition(bot_id, state, RUNNING, **fields)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"

@@ -1,0 +1,292 @@
+"""One bot's life: devices → browser → join → agent (at admission) → bridge → end → leave → teardown.
+
+Teardown runs in reverse order on every path. The agent is connected only once the bot is in the call:
+no agent minutes are spent in a lobby and no stale audio is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.agent.base import AgentEndpoint
+from bot.agent.errors import AgentError
+from bot.audio.devices import AudioDevices
+from bot.bridge import Bridge, BridgeEvent
+from bot.browser import BotBrowser
+from bot.events import EventBus, EventKind
+from bot.exit_codes import ExitCode, exit_code_for
+from bot.platforms import PLATFORMS
+from bot.platforms.base import CallState, EndReason, FailureCode, JoinFailure, Platform
+from bot.platforms.urls import MeetingUrl
+from bot.session_config import SessionConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    exit_code: ExitCode
+    reason: str  # an EndReason or a failure code
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+class BotSession:
+    """Runs one bot in one meeting. `run()` returns an `Outcome`; `stop()` asks it to leave."""
+
+    def __init__(
+        self,
+        config: SessionConfig,
+        meeting: MeetingUrl,
+        endpoint: AgentEndpoint,
+        bus: EventBus,
+        devices: AudioDevices | None = None,
+    ) -> None:
+        self.config = config
+        self.meeting = meeting
+        self.endpoint = endpoint
+        self.bus = bus
+        self.devices = devices or AudioDevices.from_env()
+        self._stop = asyncio.Event()
+        self._browser: BotBrowser | None = None
+        self._platform: Platform | None = None
+        self._bridge: Bridge | None = None
+        self._bridge_lost = asyncio.Event()
+        self._state = CallState.JOINING
+        self._times: dict[str, float] = {"started": time.monotonic()}
+        self._ended_by = ""
+
+    @property
+    def state(self) -> CallState:
+        return self._state
+
+    def stop(self) -> None:
+        """Ask the bot to leave the meeting and end (safe from a signal handler)."""
+        self._stop.set()
+
+    async def run(self) -> Outcome:
+        outcome: Outcome | None = None
+        try:
+            outcome = await self._run()
+        except JoinFailure as failure:
+            outcome = await self._failed(failure.code.value, str(failure.message), failure.artifacts)
+        except AgentError as e:
+            outcome = await self._failed(e.code, str(e), [])
+        except asyncio.CancelledError:
+            outcome = Outcome(ExitCode.CRASHED, "cancelled")
+            raise
+        except Exception as e:
+            log.exception("bot session crashed")
+            code = FailureCode.BROWSER_CRASHED.value if _is_browser_gone(e) else "crashed"
+            outcome = await self._failed(code, f"{type(e).__name__}: {e}", [])
+        finally:
+            await self._teardown()
+            if outcome is not None:
+                outcome.summary = self._summary(outcome)
+                self.bus.emit(EventKind.SUMMARY, **outcome.summary)
+        return outcome
+
+    async def _run(self) -> Outcome:
+        m = self.meeting
+        self.bus.emit(EventKind.JOINING, platform=m.platform, meeting_id=m.meeting_id, name=self.config.name)
+        audio = await self.devices.start()
+        self._browser = BotBrowser(self.config.browser)
+        page = await self._browser.start(audio)
+        self._platform = PLATFORMS[m.platform](page, m)
+
+        joined = await self._until_stopped(
+            self._platform.join(self.config.name, self.config.join_policy, self._on_state)
+        )
+        if not joined:
+            return await self._ended(EndReason.LEFT, "bot")
+        if self._state is not CallState.IN_CALL:
+            self._on_state(CallState.IN_CALL)
+
+        self._bridge = Bridge(
+            self.endpoint,
+            server=audio.server,
+            capture_source=f"{audio.sink}.monitor",
+            playback_sink=self.devices.names.agent_sink,
+            options=self.config.bridge,
+            on_event=self._on_bridge_event,
+            reclock=self.devices.reclock,
+        )
+        await self._bridge.start()
+        self._times["agent_connected"] = time.monotonic()
+        self.bus.emit(EventKind.AGENT_CONNECTED, agent=self.endpoint.describe())
+
+        async with _periodic(self.config.stats_interval_s, self._emit_stats):
+            reason = await self._wait_for_end()
+        return await self._ended(reason, self._ended_by)
+
+    async def _wait_for_end(self) -> EndReason:
+        assert self._platform is not None
+        watchers: dict[asyncio.Task[Any], str] = {
+            asyncio.create_task(self._platform.wait_for_end(self.config.call_policy)): "meeting",
+            asyncio.create_task(self._stop.wait()): "stop",
+            asyncio.create_task(self._bridge_lost.wait()): "agent",
+        }
+        try:
+            done, _ = await asyncio.wait(watchers, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in watchers:
+                task.cancel()
+            await asyncio.gather(*watchers, return_exceptions=True)
+        first = next(iter(done))
+        which = watchers[first]
+        if which == "meeting":
+            reason: EndReason = first.result()
+            self._ended_by = {
+                EndReason.ALONE: "bot",
+                EndReason.MAX_DURATION: "bot",
+            }.get(reason, "meeting")
+            return reason
+        if which == "stop":
+            self._ended_by = "user"
+            return EndReason.LEFT
+        self._ended_by = "agent"
+        return EndReason.AGENT_ENDED
+
+    async def _until_stopped(self, work: Awaitable[None]) -> bool:
+        """Runs `work` unless a stop request comes first; returns False when stopped."""
+        task = asyncio.ensure_future(work)
+        stopper = asyncio.create_task(self._stop.wait())
+        try:
+            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stopper
+        if task.done():
+            task.result()  # raises JoinFailure
+            return True
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, JoinFailure):
+            await task
+        return False
+
+    def _on_state(self, state: CallState) -> None:
+        if state is self._state:
+            return
+        self._state = state
+        if state is CallState.AWAITING_ADMISSION:
+            self._times["lobby"] = time.monotonic()
+            self.bus.emit(EventKind.AWAITING_ADMISSION)
+        elif state is CallState.IN_CALL:
+            self._times["in_call"] = time.monotonic()
+            self.bus.emit(EventKind.IN_CALL)
+
+    def _on_bridge_event(self, event: BridgeEvent) -> None:
+        if event.kind == "agent_reconnecting":
+            self.bus.emit(EventKind.AGENT_RECONNECTING, attempt=event.attempt, detail=event.detail)
+        elif event.kind == "agent_connected" and event.attempt > 0:
+            self.bus.emit(EventKind.AGENT_CONNECTED, agent=self.endpoint.describe(), attempt=event.attempt)
+        elif event.kind == "agent_lost":
+            self._bridge_lost.set()
+
+    def _emit_stats(self) -> None:
+        if self._bridge is not None:
+            s = self._bridge.stats
+            self.bus.emit(
+                EventKind.STATS,
+                frames_out=s.frames_out,
+                frames_in=s.frames_in,
+                bytes_out=s.bytes_out,
+                bytes_in=s.bytes_in,
+                dropped=s.dropped_out + s.dropped_in,
+                level_out_dbfs=round(s.level_out_dbfs, 1),
+                level_in_dbfs=round(s.level_in_dbfs, 1),
+                reconnects=s.reconnects,
+            )
+
+    async def _ended(self, reason: EndReason, by: str) -> Outcome:
+        self._ended_by = by
+        await self._leave()
+        self._state = CallState.ENDED
+        self._times["ended"] = time.monotonic()
+        self.bus.emit(EventKind.ENDED, reason=reason.value, by=by)
+        return Outcome(ExitCode.COMPLETED, reason.value)
+
+    async def _failed(self, code: str, message: str, artifacts: list[Path]) -> Outcome:
+        saved = list(artifacts)
+        if not saved and self._browser is not None and code != "crashed":
+            with contextlib.suppress(Exception):
+                saved = await self._browser.save_artifacts(code)
+        await self._leave()
+        self._state = CallState.FAILED
+        self._times["ended"] = time.monotonic()
+        self.bus.emit(EventKind.FAILED, code=code, message=message, artifacts=[str(p) for p in saved])
+        return Outcome(exit_code_for(code), code)
+
+    async def _leave(self) -> None:
+        if self._bridge is not None:
+            await self._bridge.close()
+        if self._platform is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._platform.leave(), 3)
+
+    async def _teardown(self) -> None:
+        for close in (self._bridge_close, self._browser_close, self.devices.close):
+            try:
+                await close()
+            except Exception:
+                log.exception("teardown step failed")
+
+    async def _bridge_close(self) -> None:
+        if self._bridge is not None:
+            await self._bridge.close()
+
+    async def _browser_close(self) -> None:
+        if self._browser is not None:
+            await self._browser.close()
+
+    def _summary(self, outcome: Outcome) -> dict[str, Any]:
+        t = self._times
+        end = t.get("ended", time.monotonic())
+        summary: dict[str, Any] = {
+            "outcome": outcome.reason,
+            "exit_code": int(outcome.exit_code),
+            "ended_by": self._ended_by or ("bot" if outcome.exit_code else ""),
+            "total_s": round(end - t["started"], 2),
+        }
+        if "in_call" in t:
+            summary["join_s"] = round(t["in_call"] - t["started"], 2)
+            summary["in_call_s"] = round(end - t["in_call"], 2)
+        if "lobby" in t:
+            summary["lobby_s"] = round(t.get("in_call", end) - t["lobby"], 2)
+        if self._bridge is not None:
+            s = self._bridge.stats
+            summary.update(
+                reconnects=s.reconnects,
+                bytes_to_agent=s.bytes_out,
+                bytes_from_agent=s.bytes_in,
+                dropped_frames=s.dropped_out + s.dropped_in,
+            )
+        return summary
+
+
+def _is_browser_gone(error: Exception) -> bool:
+    text = f"{type(error).__name__} {error}".lower()
+    return any(s in text for s in ("target closed", "browser has been closed", "targetclosed", "crash"))
+
+
+@contextlib.asynccontextmanager
+async def _periodic(interval_s: float, tick: Callable[[], None]) -> Any:
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            tick()
+
+    task = asyncio.create_task(loop(), name="stats")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,190 @@
+// Zoom web client replica: the pre-join steps, waiting room, call, leave and end modals, driven by the
+// replica server over its room connection (`ReplicaRoom`, shared with the Meet replica).
+"use strict";
+
+(() => {
+  const cfg = JSON.parse(document.getElementById("zoom-config").textContent);
+  const $ = (s) => document.querySelector(s);
+  const show = (el, on = true) => { el.hidden = !on; };
+  const screens = ["#preview", "#joining", "#signin", "#captcha", "#botwall", ".meeting-app", "#left"];
+  const only = (sel) => screens.forEach((s) => show($(s), s === sel));
+
+  let room = null;      // the replica room connection, once Join is clicked
+  let mic = null;       // the microphone stream, granted after the permission prompt
+  let audioOn = false;
+  let out = false;      // left, removed or ended: ignore late server messages
+
+  // ---- pre-join ----------------------------------------------------------------------------------
+  function cookieBanner() {
+    if (!cfg.cookieBanner) return Promise.resolve();
+    const banner = $("#onetrust-banner-sdk");
+    show(banner);
+    return new Promise((done) => {
+      for (const id of ["#onetrust-accept-btn-handler", "#onetrust-reject-all-handler"]) {
+        $(id).addEventListener("click", () => { show(banner, false); done(); });
+      }
+    });
+  }
+
+  // Zoom's own prompt, shown before the browser is asked: camera and microphone, then microphone only.
+  function permissionPrompt(text) {
+    const dialog = $("#permission");
+    dialog.querySelector(".permission-text").textContent = text;
+    show(dialog);
+    return new Promise((done) => {
+      dialog.querySelector(".permission-allow").onclick = () => { show(dialog, false); done(true); };
+      dialog.querySelector(".permission-skip").onclick = () => { show(dialog, false); done(false); };
+    });
+  }
+
+  async function permissions() {
+    if (cfg.permissionPrompts <= 0) return true;
+    let allowed = await permissionPrompt("Allow Zoom to use your microphone and camera");
+    if (allowed && cfg.permissionPrompts > 1) allowed = await permissionPrompt("Allow Zoom to use your microphone");
+    return allowed;
+  }
+
+  function preview() {
+    only("#preview");
+    const name = $("#input-for-name");
+    const pwd = $("#input-for-pwd");
+    const join = $(".preview-join-button");
+    show($("#pwd-row"), cfg.askPasscode);
+    // Only real typing enables Join: a value set by script fires no trusted input event.
+    let typed = false;
+    const update = () => {
+      const ok = typed && name.value.trim() !== "" && (!cfg.askPasscode || pwd.value !== "");
+      join.disabled = !ok;
+      join.classList.toggle("disabled", !ok);
+    };
+    name.addEventListener("input", (e) => { if (e.isTrusted) typed = true; update(); });
+    pwd.addEventListener("input", update);
+    join.addEventListener("click", async () => {
+      if (join.disabled) return;
+      $("#preview-error").textContent = "";
+      only("#joining");
+      await answer(await ReplicaRoom.join(cfg.room, { name: name.value, passcode: cfg.askPasscode ? pwd.value : cfg.urlPwd, platform: "zoom" }, onServer));
+    });
+  }
+
+  // What the server said to the join request.
+  async function answer(reply) {
+    room = reply.room || null;
+    switch (reply.result) {
+      case "passcode_wrong":
+        only("#preview");
+        $("#preview-error").textContent = "Passcode wrong";
+        return;
+      case "sign_in": only("#signin"); return;
+      case "captcha": only("#captcha"); return;
+      case "bot_wall": only("#botwall"); return;
+      case "waiting": waitingRoom(); return;
+      case "admitted": await inCall(); return;
+      default: only("#preview"); $("#preview-error").textContent = "Unable to join: " + reply.result;
+    }
+  }
+
+  function onServer(msg) {
+    if (out) return;
+    if (msg.type === "admitted") inCall();
+    else if (msg.type === "host_joined") show($("#wr-host-joined"));
+    else if (msg.type === "removed") endModal("You have been removed from this meeting by the host");
+    else if (msg.type === "ended") endModal("This meeting has been ended by host");
+    else if (msg.type === "participants") setParticipants(msg.count);
+  }
+
+  // ---- waiting room and call --------------------------------------------------------------------------
+  function waitingRoom() {
+    only(".meeting-app");
+    show($("#waiting-room"));
+    show($("#in-call"), false);
+    $(".wr-topic").textContent = cfg.topic;
+  }
+
+  async function inCall() {
+    only(".meeting-app");
+    show($("#waiting-room"), false);
+    show($("#in-call"));
+    document.title = "Zoom Meeting";
+    $(".video-avatar__name").textContent = $("#input-for-name").value;
+    footerAutoHide();
+    if (cfg.audioDialog) {
+      const dialog = $("#audio-dialog");
+      show(dialog);
+      dialog.querySelector("button").onclick = () => { show(dialog, false); joinAudio(); };
+    } else {
+      await joinAudio();
+    }
+  }
+
+  async function joinAudio() {
+    if (audioOn || out) return;
+    audioOn = true;
+    await room.startAudio(mic);
+    setAudioLabel(mic ? "Mute" : "Unmute");
+  }
+
+  function setAudioLabel(label) {
+    const btn = $(".join-audio-container__btn");
+    btn.setAttribute("aria-label", label);
+    btn.textContent = label;
+  }
+
+  $(".join-audio-container__btn").addEventListener("click", async () => {
+    const label = $(".join-audio-container__btn").getAttribute("aria-label");
+    if (label === "Join Audio") return joinAudio();
+    const muted = label === "Mute";
+    if (mic) mic.getAudioTracks().forEach((t) => { t.enabled = !muted; });
+    setAudioLabel(muted ? "Unmute" : "Mute");
+  });
+
+  function setParticipants(n) {
+    $(".footer-button__number-counter").textContent = String(n);
+    $(".footer-button__participants-icon").setAttribute("aria-label", `open the participants list pane,[${n}] particpants`);
+  }
+
+  // The footer hides after a few seconds without pointer movement, as Zoom's does.
+  function footerAutoHide() {
+    const footer = $("#wc-footer");
+    let timer = null;
+    const wake = () => {
+      footer.classList.remove("footer--hidden");
+      clearTimeout(timer);
+      timer = setTimeout(() => footer.classList.add("footer--hidden"), cfg.footerHideMs);
+    };
+    document.addEventListener("mousemove", wake);
+    document.addEventListener("click", wake);
+    wake();
+  }
+
+  $(".footer__leave-btn").addEventListener("click", () => show($(".leave-meeting-options")));
+  $(".leave-meeting-options__btn--cancel").addEventListener("click", () => show($(".leave-meeting-options"), false));
+  $(".leave-meeting-options__btn--danger").addEventListener("click", () => {
+    finish();
+    only("#left");
+    document.title = "Zoom";
+  });
+
+  function endModal(text) {
+    finish();
+    const modal = $("#end-modal");
+    modal.querySelector(".zm-modal-body-title").textContent = text;
+    show(modal);
+  }
+
+  function finish() {
+    out = true;
+    if (room) room.close();
+  }
+
+  // ---- start ----------------------------------------------------------------------------------------
+  (async () => {
+    await cookieBanner();
+    if (await permissions()) {
+      mic = await navigator.mediaDevices.getUserMedia({
+        audio: { echoCancellation: cfg.audioProcessing, noiseSuppression: cfg.audioProcessing, autoGainControl: cfg.audioProcessing },
+      });
+    }
+    preview();
+  })();
+})();

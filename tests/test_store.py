@@ -1,0 +1,106 @@
+"""Bot records on a real SQLite file: conditional state changes, UTC times, events, reopening."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from pathlib import Path
+
+import pytest
+
+from bot.store import PENDING, BotState, BotStore, make_engine, normalize_db_url
+
+
+def open_store(tmp_path: Path) -> BotStore:
+    return BotStore(make_engine(f"sqlite:///{tmp_path / 'sub' / 'bots.db'}"))
+
+
+def new_bot(store: BotStore, agent: str = "agent-1") -> str:
+    join_at = dt.datetime(2030, 5, 1, 14, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    return store.create(
+        meeting_url="https://meet.google.com/abc-defg-hij",
+        agent_id=agent,
+        request={"meeting_url": "https://meet.google.com/abc-defg-hij", "agent_id": agent},
+        join_at=join_at,
+        run_at=join_at - dt.timedelta(seconds=30),
+    ).id
+
+
+def test_records_survive_reopening_with_utc_times(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    bot_id = new_bot(store)
+    store.close()
+    again = open_store(tmp_path)
+    try:
+        record = again.get(bot_id, with_events=True)
+        assert record is not None
+        assert record.state is BotState.SCHEDULED
+        assert record.join_at == dt.datetime(2030, 5, 1, 12, 0, tzinfo=dt.UTC)
+        assert record.join_at.tzinfo is dt.UTC
+        assert record.to_dict()["join_at"] == "2030-05-01T12:00:00+00:00"
+        assert [e["event"] for e in record.events or []] == ["scheduled"]
+    finally:
+        again.close()
+
+
+def test_a_state_change_happens_once_among_concurrent_claims(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    try:
+        bot_id = new_bot(store)
+        wins: list[bool] = []
+        barrier = threading.Barrier(8)
+
+        def claim() -> None:
+            barrier.wait()
+            wins.append(store.transition(bot_id, BotState.QUEUED, [BotState.SCHEDULED]))
+
+        threads = [threading.Thread(target=claim) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(wins) == [False] * 7 + [True]
+        assert not store.transition(bot_id, BotState.CANCELLED, [BotState.SCHEDULED])
+        assert store.transition(bot_id, BotState.CANCELLED, PENDING)
+        record = store.get(bot_id, with_events=True)
+        assert record is not None and record.state is BotState.CANCELLED
+        states = [e.get("state") for e in record.events or [] if e["event"] == "state"]
+        assert states == ["queued", "cancelled"]
+    finally:
+        store.close()
+
+
+def test_filters_and_events_in_order(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    try:
+        a, b, c = new_bot(store, "agent-a"), new_bot(store, "agent-b"), new_bot(store, "agent-a")
+        store.transition(b, BotState.QUEUED, [BotState.SCHEDULED])
+        assert {r.id for r in store.list_bots(agent_id="agent-a")} == {a, c}
+        assert [r.id for r in store.list_bots([BotState.QUEUED])] == [b]
+        assert store.count([BotState.SCHEDULED]) == 2
+        for kind in ("joining", "in_call", "ended"):
+            store.add_event(a, {"event": kind, "at": "2030-05-01T12:00:01+00:00"})
+        assert [e["event"] for e in store.events(a)][1:] == ["joining", "in_call", "ended"]
+    finally:
+        store.close()
+
+
+def test_naive_times_are_refused(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    try:
+        with pytest.raises(Exception, match="time zone"):
+            store.create(
+                meeting_url="u",
+                agent_id="a",
+                request={},
+                join_at=dt.datetime(2030, 1, 1),
+                run_at=dt.datetime(2030, 1, 1),
+            )
+    finally:
+        store.close()
+
+
+def test_plain_postgres_urls_use_psycopg3() -> None:
+    assert normalize_db_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_db_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_db_url("sqlite:///x.db") == "sqlite:///x.db"
