@@ -16,33 +16,43 @@ class Command(Protocol):
     def register(self, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None: ...
 
 
-# Each entry is a module with a `register(subparsers)` function.
-COMMANDS: list[str] = [
-    "bot.commands.join",
-    "bot.commands.schedule",
-    "bot.commands.list_bots",
-    "bot.commands.cancel",
-    "bot.commands.serve",
-    "bot.commands.bridge",
-    "bot.commands.agent_standin",
-]
+# Command name → the module with its `register(subparsers)` function. Only the module of the command
+# being run is imported: `join` should not pay for the API server's imports (tens of MB per bot).
+COMMANDS: dict[str, str] = {
+    "join": "bot.commands.join",
+    "demo": "bot.commands.demo",
+    "schedule": "bot.commands.schedule",
+    "list": "bot.commands.list_bots",
+    "cancel": "bot.commands.cancel",
+    "serve": "bot.commands.serve",
+    "bridge": "bot.commands.bridge",
+    "agent-standin": "bot.commands.agent_standin",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or (with `only`, a command name) one whose only subcommand is that command."""
     parser = argparse.ArgumentParser(
         prog="meeting-bot",
         description="Send a bot into a Google Meet or Zoom call to talk with a Millis AI voice agent.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        module: Command = importlib.import_module(name)  # type: ignore[assignment]
-        module.register(sub)
+    for name, module_name in COMMANDS.items():
+        if only is None or name == only:
+            module: Command = importlib.import_module(module_name)  # type: ignore[assignment]
+            module.register(sub)
     return parser
 
 
+def _command_in(argv: Sequence[str]) -> str | None:
+    words = [a for a in argv if not a.startswith("-")]
+    return words[0] if words and words[0] in COMMANDS else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_in(argv))
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(

@@ -96,7 +96,7 @@ class BotSession:
         m = self.meeting
         self.bus.emit(EventKind.JOINING, platform=m.platform, meeting_id=m.meeting_id, name=self.config.name)
         audio = await self.devices.start()
-        self._browser = BotBrowser(self.config.browser)
+        self._browser = BotBrowser(self.config.browser, self.config.artifacts_dir)
         page = await self._browser.start(audio)
         self._platform = PLATFORMS[m.platform](page, m)
 
@@ -132,6 +132,8 @@ class BotSession:
             asyncio.create_task(self._stop.wait()): "stop",
             asyncio.create_task(self._bridge_lost.wait()): "agent",
         }
+        if self._browser is not None:
+            watchers[asyncio.create_task(self._browser.wait_crashed())] = "browser"
         try:
             done, _ = await asyncio.wait(watchers, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -150,6 +152,8 @@ class BotSession:
         if which == "stop":
             self._ended_by = "user"
             return EndReason.LEFT
+        if which == "browser":
+            raise JoinFailure(FailureCode.BROWSER_CRASHED, "the browser crashed during the call", "in_call")
         self._ended_by = "agent"
         return EndReason.AGENT_ENDED
 

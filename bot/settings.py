@@ -49,7 +49,8 @@ class AgentSection:
     ice_servers: list[str] = field(default_factory=lambda: ["stun:stun.l.google.com:19302"])
     # Test configuration only: restrict ICE host candidates (e.g. 127.0.0.1 for a local stand-in).
     ice_host_addresses: list[str] = field(default_factory=list)
-    receive_prefetch: int = 1
+    receive_prefetch: int = 1  # only with jitter_buffer = "aiortc"
+    jitter_buffer: str = "low-latency"  # or "aiortc" (aiortc's own buffer, holds receive_prefetch packets)
 
 
 @dataclass
@@ -247,8 +248,10 @@ def _validate(s: Settings, require_key: bool) -> None:
         fail("agent.private_key", f"no Millis private key: set {KEY_ENV} or agent.key_file")
     if a.timeout_s <= 0:
         fail("agent.timeout_s", "must be positive")
-    if not 0 <= a.receive_prefetch <= 16:
-        fail("agent.receive_prefetch", "must be between 0 and 16 packets")
+    if not 0 <= a.receive_prefetch <= 15:
+        fail("agent.receive_prefetch", "must be between 0 and 15 packets")
+    if a.jitter_buffer not in ("low-latency", "aiortc"):
+        fail("agent.jitter_buffer", f"must be 'low-latency' or 'aiortc' (got {a.jitter_buffer!r})")
     c = s.call
     for name in ("max_duration_s", "alone_after_s", "lobby_timeout_s", "host_absent_timeout_s"):
         if getattr(c, name) <= 0:

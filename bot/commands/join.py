@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
+from bot.agent.millis import MillisConfig, MillisEndpoint
 from bot.events import EventBus, JsonLinesPrinter, TerminalPrinter
 from bot.exit_codes import ExitCode
+from bot.platforms.urls import InvalidMeetingUrl, MeetingUrl, parse_meeting_url
+from bot.session_config import SessionConfig, millis_config
 from bot.settings import REGIONS, Settings, SettingsError, load_settings, parse_pairs
+from bot.signals import leave_on_signal
 
 log = logging.getLogger(__name__)
 
@@ -69,23 +72,21 @@ def flag_layer(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bot.platforms.urls import InvalidMeetingUrl, parse_meeting_url
-
     try:
         settings = load_settings(args.config, overrides=flag_layer(args))
         if not settings.agent.agent_id:
             raise SettingsError("agent.agent_id: no agent id: pass --agent-id or set BOT_AGENT_AGENT_ID")
         meeting = parse_meeting_url(args.url)
-    except (SettingsError, InvalidMeetingUrl) as e:
+        agent = millis_config(settings)
+        config = SessionConfig.from_settings(settings)
+    except (SettingsError, InvalidMeetingUrl, ValueError) as e:
         print(f"meeting-bot join: {e}", file=sys.stderr)
         return ExitCode.USAGE
-    return asyncio.run(join(settings, meeting))
+    return asyncio.run(join(settings, meeting, agent, config))
 
 
-async def join(settings: Settings, meeting: Any) -> int:
-    from bot.agent.millis import MillisEndpoint
+async def join(settings: Settings, meeting: MeetingUrl, agent: MillisConfig, config: SessionConfig) -> int:
     from bot.session import BotSession
-    from bot.session_config import SessionConfig, millis_config
     from bot.webhook import WebhookConfig, WebhookSender
 
     bus = EventBus()
@@ -97,34 +98,14 @@ async def join(settings: Settings, meeting: Any) -> int:
         )
         webhook.start()
         bus.subscribe(webhook)
-    endpoint = MillisEndpoint(millis_config(settings))
-    session = BotSession(SessionConfig.from_settings(settings), meeting, endpoint, bus)
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-    signals_seen = 0
-
-    def on_signal() -> None:
-        # First signal: leave the meeting and exit cleanly. Second: stop waiting and tear down now.
-        nonlocal signals_seen
-        signals_seen += 1
-        if signals_seen == 1:
-            session.stop()
-        else:
-            task.cancel()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
+    endpoint = MillisEndpoint(agent)
+    session = BotSession(config, meeting, endpoint, bus)
     try:
-        outcome = await session.run()
+        with leave_on_signal(session.stop):
+            outcome = await session.run()
         return int(outcome.exit_code)
     except asyncio.CancelledError:
         return int(ExitCode.CRASHED)
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
         if webhook is not None:
             await webhook.close()
-        close = getattr(endpoint, "aclose", None)
-        if close is not None:
-            await close()

@@ -120,7 +120,9 @@ class ZoomPlatform(Platform):
                     )
                 progress_at = now
                 if screen is Screen.HOST_WAIT:
-                    on_state(CallState.AWAITING_ADMISSION)  # Zoom lets the bot in once the host starts
+                    if lobby_since is None:  # Zoom lets the bot in once the host starts
+                        lobby_since = now
+                        on_state(CallState.AWAITING_ADMISSION)
                 elif reload_at is None:
                     reload_at = now + self.host_retry_s
                 elif now >= reload_at:  # the error page never updates itself: ask again
@@ -209,8 +211,10 @@ class ZoomPlatform(Platform):
             if snap.buttons.get("computer_audio"):
                 await self._click_button("computer_audio", snap)
             elif label == "join audio":
+                await self._wake_footer()
                 await self._click_css("audio_button", snap)
             elif label == "unmute" and not unmuted:
+                await self._wake_footer()
                 unmuted = await self._click_css("audio_button", snap)
             elif label == "mute":
                 return
@@ -268,11 +272,14 @@ class ZoomPlatform(Platform):
                 except PlaywrightError as e:
                     log.info("zoom: could not close the client page: %s", e)
 
-    async def _leave_by_buttons(self) -> None:
+    async def _wake_footer(self) -> None:
+        """The footer auto-hides; moving the pointer over the page brings it back."""
         size = self.page.viewport_size or {"width": 1280, "height": 720}
-        # The footer auto-hides; moving the pointer brings it back.
         await self.page.mouse.move(size["width"] / 2, size["height"] / 2)
         await self.page.mouse.move(size["width"] / 2, size["height"] - 40)
+
+    async def _leave_by_buttons(self) -> None:
+        await self._wake_footer()
         snap = await self._snapshot()
         if classify(snap) in _ENDS or not await self._click_css("leave_button", snap, wait=True):
             return

@@ -1,4 +1,7 @@
-"""Spoken sentences as 48 kHz mono s16le PCM, made with espeak-ng (22.05 kHz) and resampled by sox."""
+"""Spoken sentences as 48 kHz mono s16le PCM: espeak-ng speaks (22.05 kHz), PyAV resamples.
+
+PyAV is already a dependency (aiortc's codecs), so the image needs no sox for the demo.
+"""
 
 from __future__ import annotations
 
@@ -9,41 +12,56 @@ import tempfile
 import wave
 from pathlib import Path
 
+import av
+import numpy as np
+
 from bot.audio.pcm import SAMPLE_RATE
 
 DEFAULT_SENTENCE = "Hello, I am the meeting agent. How can I help you today?"
 
 
-def _tool(name: str, package: str) -> str:
-    path = shutil.which(name)
+def _espeak() -> str:
+    path = shutil.which("espeak-ng")
     if path is None:
-        raise RuntimeError(f"{name} is not installed: run scripts/setup (Debian package {package})")
+        raise RuntimeError("espeak-ng is not installed: run scripts/setup (Debian package espeak-ng)")
     return path
 
 
-def make_speech_wav(text: str, out: Path, voice: str = "en-us", pad_s: float = 0.0) -> Path:
-    """Writes `text` spoken as a 48 kHz mono 16-bit WAV at `out` (with `pad_s` of trailing silence)."""
+def _resample_to_48k_mono(pcm: bytes, rate: int, channels: int) -> bytes:
+    samples = np.frombuffer(pcm, dtype=np.int16).reshape(1, -1)
+    frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono" if channels == 1 else "stereo")
+    frame.sample_rate = rate
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+    out = b"".join(bytes(f.planes[0])[: f.samples * 2] for f in resampler.resample(frame))
+    return out + b"".join(bytes(f.planes[0])[: f.samples * 2] for f in resampler.resample(None))
+
+
+def speech_pcm_uncached(text: str, voice: str = "en-us") -> bytes:
     with tempfile.TemporaryDirectory(prefix="bot-agent-") as tmp:
         raw = Path(tmp) / "espeak.wav"
         subprocess.run(
-            [_tool("espeak-ng", "espeak-ng"), "-v", voice, "-w", str(raw), text],
-            check=True,
-            capture_output=True,
-            timeout=30,
+            [_espeak(), "-v", voice, "-w", str(raw), text], check=True, capture_output=True, timeout=30
         )
-        command = [_tool("sox", "sox"), str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(out)]
-        if pad_s > 0:
-            command += ["pad", "0", f"{pad_s:g}"]
-        subprocess.run(command, check=True, capture_output=True, timeout=30)
-    return out
+        with wave.open(str(raw), "rb") as wav:
+            if wav.getsampwidth() != 2:
+                raise RuntimeError(f"espeak-ng wrote {8 * wav.getsampwidth()}-bit audio; 16-bit expected")
+            return _resample_to_48k_mono(
+                wav.readframes(wav.getnframes()), wav.getframerate(), wav.getnchannels()
+            )
 
 
 @functools.lru_cache(maxsize=8)
 def speech_pcm(text: str = DEFAULT_SENTENCE, voice: str = "en-us") -> bytes:
     """`text` spoken, as raw s16le mono 48 kHz bytes (cached: synthesis takes ~0.2 s)."""
-    with tempfile.TemporaryDirectory(prefix="bot-agent-") as tmp:
-        path = make_speech_wav(text, Path(tmp) / "speech.wav", voice)
-        with wave.open(str(path), "rb") as wav:
-            if wav.getframerate() != SAMPLE_RATE or wav.getnchannels() != 1 or wav.getsampwidth() != 2:
-                raise RuntimeError(f"sox produced an unexpected format in {path}")
-            return wav.readframes(wav.getnframes())
+    return speech_pcm_uncached(text, voice)
+
+
+def make_speech_wav(text: str, out: Path, voice: str = "en-us", pad_s: float = 0.0) -> Path:
+    """Writes `text` spoken as a 48 kHz mono 16-bit WAV at `out`, with `pad_s` of trailing silence."""
+    pcm = speech_pcm(text, voice) + bytes(2 * int(pad_s * SAMPLE_RATE))
+    with wave.open(str(out), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(SAMPLE_RATE)
+        wav.writeframes(pcm)
+    return out

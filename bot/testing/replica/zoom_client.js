@@ -13,6 +13,7 @@
   let mic = null;       // the microphone stream, granted after the permission prompt
   let audioOn = false;
   let out = false;      // left, removed or ended: ignore late server messages
+  let entered = false;  // in the call (admission can arrive both as the join reply and as a message)
 
   // ---- pre-join ----------------------------------------------------------------------------------
   function cookieBanner() {
@@ -52,8 +53,9 @@
     show($("#pwd-row"), cfg.askPasscode);
     // Only real typing enables Join: a value set by script fires no trusted input event.
     let typed = false;
+    const askPwd = () => !$("#pwd-row").hidden;
     const update = () => {
-      const ok = typed && name.value.trim() !== "" && (!cfg.askPasscode || pwd.value !== "");
+      const ok = typed && name.value.trim() !== "" && (!askPwd() || pwd.value !== "");
       join.disabled = !ok;
       join.classList.toggle("disabled", !ok);
     };
@@ -63,7 +65,7 @@
       if (join.disabled) return;
       $("#preview-error").textContent = "";
       only("#joining");
-      await answer(await ReplicaRoom.join(cfg.room, { name: name.value, passcode: cfg.askPasscode ? pwd.value : cfg.urlPwd, platform: "zoom" }, onServer));
+      await answer(await ReplicaRoom.join(cfg.room, { name: name.value, passcode: askPwd() ? pwd.value : cfg.urlPwd, platform: "zoom" }, onServer));
     });
   }
 
@@ -72,7 +74,9 @@
     room = reply.room || null;
     switch (reply.result) {
       case "passcode_wrong":
+        // Zoom then asks for the passcode in the page, with the error under it.
         only("#preview");
+        show($("#pwd-row"));
         $("#preview-error").textContent = "Passcode wrong";
         return;
       case "sign_in": only("#signin"); return;
@@ -80,28 +84,50 @@
       case "bot_wall": only("#botwall"); return;
       case "waiting": waitingRoom(); return;
       case "admitted": await inCall(); return;
-      default: only("#preview"); $("#preview-error").textContent = "Unable to join: " + reply.result;
+      case "not_found": only("#preview"); $("#preview-error").textContent = "This meeting ID is not valid."; return;
+      case "host_absent":
+        if (cfg.hostAbsent === "wait") { hostWait(); return; }
+        // Zoom's own words for a meeting that has not started; only a reload asks again.
+        finish();
+        only("#preview"); $("#preview-error").textContent = "This meeting link is invalid (3,001)";
+        return;
+      default: only("#preview"); $("#preview-error").textContent = "Unable to join the meeting (" + reply.result + ")";
     }
   }
 
   function onServer(msg) {
     if (out) return;
     if (msg.type === "admitted") inCall();
-    else if (msg.type === "host_joined") show($("#wr-host-joined"));
-    else if (msg.type === "removed") endModal("You have been removed from this meeting by the host");
+    else if (msg.type === "host_joined") { waitingRoom(); show($("#wr-host-joined")); }
+    else if (msg.type === "removed" || msg.type === "denied") endModal("You have been removed from this meeting by the host");
     else if (msg.type === "ended") endModal("This meeting has been ended by host");
     else if (msg.type === "participants") setParticipants(msg.count);
+    // "lobby_timeout" is Meet's: Zoom sets no waiting-room timeout, the bot's own bound decides.
   }
 
   // ---- waiting room and call --------------------------------------------------------------------------
-  function waitingRoom() {
+  // The meeting has not started: Zoom waits and moves on by itself once the host starts it.
+  function hostWait() {
     only(".meeting-app");
+    show($("#waiting-room"));
+    show($("#in-call"), false);
+    $(".wr-title").textContent = "Waiting for the host to start this meeting";
+    $(".wr-topic").textContent = cfg.topic;
+  }
+
+  function waitingRoom() {
+    if (entered) return;
+    only(".meeting-app");
+    $(".wr-title").textContent = "Please wait, the meeting host will let you in soon";
     show($("#waiting-room"));
     show($("#in-call"), false);
     $(".wr-topic").textContent = cfg.topic;
   }
 
   async function inCall() {
+    // The admission can arrive both as the join reply and as a message: enter once.
+    if (entered || out) return;
+    entered = true;
     only(".meeting-app");
     show($("#waiting-room"), false);
     show($("#in-call"));
@@ -170,6 +196,7 @@
     const modal = $("#end-modal");
     modal.querySelector(".zm-modal-body-title").textContent = text;
     show(modal);
+    modal.querySelector(".end-ok").onclick = () => { show(modal, false); only("#left"); $("#left h2").textContent = text; };
   }
 
   function finish() {

@@ -1,0 +1,215 @@
+"""Headless Chromium for one bot: launched on the bot's PulseAudio devices, with failure artifacts.
+
+Audio facts this relies on (docs/audio-browser-webrtc.md): Playwright's headless default `--mute-audio`
+makes Chromium play zeros, so it is removed; Chromium follows PULSE_SERVER / PULSE_SINK / PULSE_SOURCE
+from its environment. The profile and Chromium's temporary files live in a private `bot-browser-*`
+directory, which also identifies this browser's processes among ours (see `_our_processes`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import shutil
+import signal
+import tempfile
+from pathlib import Path
+
+from playwright.async_api import BrowserContext, Page, Playwright, async_playwright
+from playwright.async_api import Error as PlaywrightError
+
+from bot.audio import BrowserAudio
+from bot.settings import BrowserSection
+
+log = logging.getLogger(__name__)
+
+_CLOSE_TIMEOUT_S = 10.0
+_ARTIFACT_TIMEOUT_MS = 5000
+
+
+class BrowserError(RuntimeError):
+    """Chromium could not be started."""
+
+
+class BotBrowser:
+    def __init__(self, settings: BrowserSection, artifacts_dir: Path) -> None:
+        self.settings = settings
+        self.artifacts_dir = artifacts_dir
+        self._dir: Path | None = None
+        self._playwright: Playwright | None = None
+        self._context: BrowserContext | None = None
+        self._page: Page | None = None
+        self._crashed = asyncio.Event()
+        self._crash_reason = ""
+        self._closing = False
+        self._closed = False
+
+    def args(self) -> list[str]:
+        """Chromium flags for these settings (Playwright adds its own, e.g. --no-sandbox)."""
+        s = self.settings
+        args = [
+            "--use-fake-ui-for-media-stream",
+            "--autoplay-policy=no-user-gesture-required",
+            "--lang=en-US",
+        ]
+        # Test configuration only: a local replica at the real hostnames, trusted by its key alone.
+        if s.host_resolver_rules:
+            args.append(f"--host-resolver-rules={s.host_resolver_rules}")
+        if s.trusted_cert_spki:
+            args.append(f"--ignore-certificate-errors-spki-list={s.trusted_cert_spki}")
+        if s.allow_loopback_webrtc:
+            args.append("--allow-loopback-in-peer-connection")
+        return [*args, *s.extra_args]
+
+    @property
+    def page(self) -> Page:
+        if self._page is None:
+            raise BrowserError("the browser is not started")
+        return self._page
+
+    @property
+    def crash_reason(self) -> str:
+        return self._crash_reason
+
+    async def start(self, audio: BrowserAudio) -> Page:
+        if self._playwright is not None or self._closed:
+            raise BrowserError("a BotBrowser starts once")
+        self._dir = Path(tempfile.mkdtemp(prefix="bot-browser-"))
+        (self._dir / "tmp").mkdir()
+        env = {**os.environ, **audio.env(), "TMPDIR": str(self._dir / "tmp")}
+        try:
+            self._playwright = await async_playwright().start()
+            self._context = await self._playwright.chromium.launch_persistent_context(
+                str(self._dir / "profile"),
+                executable_path=self.settings.executable_path or None,
+                headless=self.settings.headless,
+                ignore_default_args=["--mute-audio"],
+                args=self.args(),
+                env=env,
+                locale="en-US",
+                permissions=["microphone", "camera"],
+            )
+        except BaseException as e:
+            await self.close()
+            if isinstance(e, PlaywrightError):
+                raise BrowserError(f"Chromium did not start ({self.settings.executable_path}): {e}") from e
+            raise
+        self._context.on("close", lambda _: self._died("the browser closed unexpectedly"))
+        self._context.on("page", self._watch)
+        pages = self._context.pages
+        self._page = pages[0] if pages else await self._context.new_page()
+        for page in self._context.pages:
+            self._watch(page)
+        log.info("chromium started (pid %s)", self.pid)
+        return self._page
+
+    def _watch(self, page: Page) -> None:
+        page.on("crash", lambda _: self._died(f"the page {page.url} crashed"))
+
+    def _died(self, reason: str) -> None:
+        if self._closing or self._crashed.is_set():
+            return
+        self._crash_reason = reason
+        log.warning("%s", reason)
+        self._crashed.set()
+
+    async def wait_crashed(self) -> None:
+        """Returns only if the browser or a page dies unexpectedly (never because of close())."""
+        await self._crashed.wait()
+
+    @property
+    def pid(self) -> int | None:
+        """The main Chromium process (the one whose command line names our profile and has no --type)."""
+        for pid, cmdline in self._our_processes():
+            if not any(arg.startswith("--type=") for arg in cmdline):
+                return pid
+        return None
+
+    def _our_processes(self) -> list[tuple[int, list[str]]]:
+        if self._dir is None:
+            return []
+        marker = f"--user-data-dir={self._dir / 'profile'}"
+        found = []
+        for pid in _descendants(os.getpid()):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            if marker in cmdline:
+                found.append((pid, cmdline))
+        return found
+
+    async def save_artifacts(self, label: str) -> list[Path]:
+        """A screenshot and the HTML of the page; whatever can still be saved if the browser is dying."""
+        page = self._page
+        if page is None:
+            return []
+        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-") or "page"
+        saved: list[Path] = []
+        png = self.artifacts_dir / f"{stem}.png"
+        try:
+            await page.screenshot(path=str(png), full_page=True, timeout=_ARTIFACT_TIMEOUT_MS)
+            saved.append(png)
+        except PlaywrightError as e:
+            log.warning("no screenshot for %s: %s", label, e)
+        html = self.artifacts_dir / f"{stem}.html"
+        try:
+            content = await asyncio.wait_for(page.content(), _ARTIFACT_TIMEOUT_MS / 1000)
+            html.write_text(content)
+            saved.append(html)
+        except (PlaywrightError, TimeoutError) as e:
+            log.warning("no page HTML for %s: %s", label, e)
+        return saved
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._closing = True
+        if self._context is not None:
+            try:
+                await asyncio.wait_for(self._context.close(), _CLOSE_TIMEOUT_S)
+            except (PlaywrightError, TimeoutError) as e:
+                log.warning("chromium did not close cleanly: %s", e)
+        if self._playwright is not None:
+            with contextlib.suppress(PlaywrightError):
+                await self._playwright.stop()
+        await self._reap()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+    async def _reap(self) -> None:
+        # Normally nothing is left; a wedged Chromium is killed here by pid (found by its profile dir).
+        for _ in range(50):
+            left = self._our_processes()
+            if not left:
+                return
+            await asyncio.sleep(0.05)
+        for pid, _ in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                log.warning("killed leftover chromium process %s", pid)
+
+
+def _descendants(root: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: set[int] = set()
+    stack = [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found

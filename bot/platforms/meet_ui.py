@@ -1,0 +1,262 @@
+"""What Google Meet's guest flow looks like, as data: selectors, texts, and what a page snapshot means.
+
+Meet changes its pages often. Every element and text the adapter relies on is listed here with several
+candidates (roles and aria-labels first, CSS classes never), so a UI change is a one-line edit.
+`SNAPSHOT_JS` reads all of them in one round trip; `classify` turns the snapshot into one `Screen`, checking
+terminal failures and end screens first, then the lobby, so waiting is never taken for being in the call.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+# CSS selectors, several candidates each. Attribute prefixes (`^=`) because Meet appends shortcuts to
+# some labels on some clients ("Turn off microphone (ctrl + d)").
+SELECTORS: dict[str, tuple[str, ...]] = {
+    "name_input": (
+        'input[type="text"][aria-label="Your name"]',
+        'input[type="text"][placeholder="Your name"]',
+        'input[jsname][type="text"]',
+    ),
+    "mic_is_on": ('[aria-label^="Turn off microphone" i]',),  # the button that would turn it off
+    "mic_is_off": ('[aria-label^="Turn on microphone" i]',),
+    "cam_is_on": ('[aria-label^="Turn off camera" i]',),
+    "cam_is_off": ('[aria-label^="Turn on camera" i]',),
+    "leave_button": ('button[aria-label="Leave call"]', '[role="button"][aria-label="Leave call"]'),
+    "tiles": ("[data-participant-id]",),
+    "participants_list": ('[role="list"][aria-label="Participants"] [role="listitem"]',),
+    "audio": ("audio",),
+    # Only in the call (the lobby shows "Leave call", the toggles and a self tile too, so those don't count).
+    "in_call": (
+        'div[role="region"][aria-label="Call controls"]',
+        'button[aria-label^="Turn on captions" i], button[aria-label^="Turn off captions" i]',
+        'button[aria-label^="Chat with everyone" i], [role="button"][aria-label^="Chat with everyone" i]',
+    ),
+}
+
+# Buttons and links, matched on their whole visible text (case-insensitive, apostrophes folded).
+BUTTONS: dict[str, tuple[str, ...]] = {
+    "join": (
+        "Ask to join",
+        "Ask to join anyway",
+        "Join now",
+        "Join the call now",
+        "Join anyway",
+        "Join here too",
+        "Switch here",
+    ),
+    # The bot speaks through its microphone: allow it when Meet asks; skipping is the fallback.
+    "permission_allow": ("Allow microphone and camera", "Use microphone and camera", "Allow microphone"),
+    "permission_skip": ("Continue without microphone and camera",),
+    # Pre-join popups (sign-in suggestion, tips).
+    "dismiss": ("Got it", "Dismiss", "Use without an account", "No thanks"),
+    # Modals after admission: recording/transcription/Gemini notice; "Join now" is their consent button.
+    "consent": ("Join now", "Got it", "OK", "Continue"),
+}
+
+# Texts anywhere in the page (substring, case-insensitive, typographic apostrophes folded).
+TEXTS: dict[str, tuple[str, ...]] = {
+    "not_found": (
+        "Check your meeting code",
+        "Invalid video call name",
+        "Your meeting code has expired",
+        "The meeting code you entered doesn't work",
+    ),
+    "google_account": ("your Google Account",),
+    "blocked": ("You can't join this video call", "There is a problem connecting to this video call"),
+    # Checked before "denied": Meet shows the same "You can't join this call" heading for both.
+    "lobby_timeout": ("No one responded to your request to join the call",),
+    "denied": (
+        "Someone in the call denied your request to join",
+        "weren't allowed to join",
+        "You can't join this call",
+    ),
+    "removed": ("You've been removed from the meeting", "You have been removed from the meeting"),
+    "host_ended": ("Your host ended the meeting for everyone", "ended the meeting for everyone"),
+    "call_ended": ("The call ended", "The call has ended", "This call has ended"),
+    "left": ("You left the meeting", "You left the call"),
+    "lobby": (
+        "Asking to be let in",
+        "You'll join the call when someone lets you in",
+        "Please wait until a meeting host brings you into the call",
+    ),
+    "host_wait": ("Waiting for the host to join",),
+    "getting_ready": ("Getting ready", "You'll be able to join in just a moment"),
+    "permission": ("Do you want people to see and hear you in the meeting?",),
+}
+
+
+def snapshot_selectors() -> dict[str, tuple[str, ...]]:
+    """`SELECTORS` plus one key per in-call signal, so the snapshot can count distinct signals."""
+    return {**SELECTORS, **{f"in_call:{i}": (s,) for i, s in enumerate(SELECTORS["in_call"])}}
+
+
+# Reads every selector, button and text above; returns plain JSON.
+SNAPSHOT_JS = """
+([sel, buttons, texts]) => {
+  const fold = (s) => (s || "").replace(/[\\u2018\\u2019]/g, "'").replace(/\\s+/g, " ").trim().toLowerCase();
+  // "rendered": laid out (an auto-hidden control bar still is); "shown": also not visibility:hidden.
+  const rendered = (el) => !!el && el.getClientRects().length > 0;
+  const shown = (el) => rendered(el) && getComputedStyle(el).visibility !== "hidden"
+    && Number(getComputedStyle(el).opacity) > 0;
+  const body = fold(document.body ? document.body.innerText : "");
+  const out = {title: document.title, url: location.href, present: {}, visible: {}, buttons: {}, texts: [],
+               joinEnabled: false, nameValue: null, participants: null, people: false, signInHeading: false,
+               audioElements: document.querySelectorAll("audio").length, dialog: false};
+  for (const [key, list] of Object.entries(sel)) {
+    const els = list.flatMap((s) => Array.from(document.querySelectorAll(s)));
+    out.present[key] = els.filter(rendered).length;
+    out.visible[key] = els.some(shown);
+  }
+  const clickable = Array.from(document.querySelectorAll("button, a, [role=button]")).filter(shown);
+  const label = (el) => fold(el.innerText || el.textContent);
+  for (const [key, list] of Object.entries(buttons)) {
+    const want = list.map(fold);
+    out.buttons[key] = clickable.some((el) => want.includes(label(el)));
+  }
+  for (const [key, list] of Object.entries(texts)) {
+    if (list.some((t) => body.includes(fold(t)))) out.texts.push(key);
+  }
+  const join = clickable.find((el) => buttons.join.map(fold).includes(label(el)));
+  if (join) out.joinEnabled = !join.disabled && join.getAttribute("aria-disabled") !== "true";
+  const name = sel.name_input.map((s) => document.querySelector(s)).find((el) => shown(el));
+  if (name) out.nameValue = name.value;
+  out.signInHeading = Array.from(document.querySelectorAll("h1"))
+    .some((h) => fold(h.textContent).includes("sign in"));
+  out.dialog = Array.from(document.querySelectorAll("[role=dialog], [role=alertdialog]")).some(shown);
+  // People button (new UI): a dialog-opening button labelled "People", often with the count ("People - 3").
+  const people = Array.from(document.querySelectorAll("[aria-haspopup=dialog]"))
+    .find((el) => rendered(el) && /^people\\b/.test(fold(el.getAttribute("aria-label") || el.textContent)));
+  if (people) {
+    out.people = true;
+    const m = ((people.getAttribute("aria-label") || "") + " " + (people.textContent || "")).match(/\\d+/);
+    if (m) out.participants = parseInt(m[0], 10);
+  }
+  if (out.participants === null && out.present.participants_list > 0) {
+    out.participants = out.present.participants_list;
+  }
+  return out;
+}
+"""
+
+
+class Screen(StrEnum):
+    """What the page shows now, in the order `classify` checks."""
+
+    NOT_FOUND = "not_found"
+    SIGN_IN = "sign_in"
+    BLOCKED = "blocked"
+    REMOVED = "removed"
+    HOST_ENDED = "host_ended"
+    CALL_ENDED = "call_ended"
+    LOBBY_TIMEOUT = "lobby_timeout"  # Meet gave up waiting: not a denial
+    DENIED = "denied"
+    LEFT = "left"
+    LOBBY = "lobby"
+    HOST_WAIT = "host_wait"
+    IN_CALL = "in_call"
+    PERMISSION = "permission"  # Meet's own "see and hear you" dialog
+    POPUP = "popup"  # a dismissable dialog over the pre-join page
+    PREJOIN = "prejoin"  # name, toggles, join button
+    GETTING_READY = "getting_ready"
+    UNKNOWN = "unknown"
+
+
+@dataclass
+class Snapshot:
+    """One reading of the page (Meet has no client iframe)."""
+
+    title: str = ""
+    url: str = ""
+    present: dict[str, int] = field(default_factory=dict)
+    visible: dict[str, bool] = field(default_factory=dict)
+    buttons: dict[str, bool] = field(default_factory=dict)
+    texts: set[str] = field(default_factory=set)
+    join_enabled: bool = False
+    name_value: str | None = None
+    participants: int | None = None
+    people: bool = False
+    sign_in_heading: bool = False
+    audio_elements: int = 0
+    dialog: bool = False
+
+    @classmethod
+    def parse(cls, raw: object) -> Snapshot:
+        if not isinstance(raw, dict):
+            return cls()
+        texts = raw.get("texts")
+        participants = raw.get("participants")
+        return cls(
+            title=str(raw.get("title", "")),
+            url=str(raw.get("url", "")),
+            present={str(k): int(v) for k, v in _dict(raw.get("present")).items() if isinstance(v, int)},
+            visible={str(k): bool(v) for k, v in _dict(raw.get("visible")).items()},
+            buttons={str(k): bool(v) for k, v in _dict(raw.get("buttons")).items()},
+            texts={str(t) for t in texts} if isinstance(texts, list) else set(),
+            join_enabled=bool(raw.get("joinEnabled")),
+            name_value=None if raw.get("nameValue") is None else str(raw.get("nameValue")),
+            participants=participants if isinstance(participants, int) else None,
+            people=bool(raw.get("people")),
+            sign_in_heading=bool(raw.get("signInHeading")),
+            audio_elements=int(raw.get("audioElements") or 0),
+            dialog=bool(raw.get("dialog")),
+        )
+
+    @property
+    def in_call_signals(self) -> int:
+        """Distinct call-only signals laid out on the page (control region, captions, chat, People)."""
+        found = sum(1 for i in range(len(SELECTORS["in_call"])) if self.present.get(f"in_call:{i}", 0))
+        return found + (1 if self.people else 0)
+
+
+def _dict(value: object) -> dict[object, object]:
+    return value if isinstance(value, dict) else {}
+
+
+_ENDS = (
+    ("removed", Screen.REMOVED),
+    ("host_ended", Screen.HOST_ENDED),
+    ("call_ended", Screen.CALL_ENDED),
+    ("lobby_timeout", Screen.LOBBY_TIMEOUT),
+    ("denied", Screen.DENIED),
+    ("left", Screen.LEFT),
+)
+
+
+def classify(snap: Snapshot) -> Screen:
+    """One screen for the snapshot: failures and ends first, then the lobby (which shares "Leave call",
+    the toggles and a participant tile with the call), then the call (two call-only signals), then the
+    pre-join steps."""
+    t = snap.texts
+    if "not_found" in t:
+        return Screen.NOT_FOUND
+    if snap.sign_in_heading and "google_account" in t:
+        return Screen.SIGN_IN
+    if "blocked" in t:
+        return Screen.BLOCKED
+    for key, screen in _ENDS:
+        if key in t:
+            return screen
+    if "lobby" in t:
+        return Screen.LOBBY
+    if "host_wait" in t:
+        return Screen.HOST_WAIT
+    if snap.in_call_signals >= 2:
+        return Screen.IN_CALL
+    if "permission" in t or snap.buttons.get("permission_allow") or snap.buttons.get("permission_skip"):
+        return Screen.PERMISSION
+    if snap.dialog and snap.buttons.get("dismiss"):
+        return Screen.POPUP
+    if snap.visible.get("name_input") or snap.buttons.get("join"):
+        return Screen.PREJOIN
+    if "getting_ready" in t:
+        return Screen.GETTING_READY
+    return Screen.UNKNOWN
+
+
+def exact_text(texts: tuple[str, ...]) -> re.Pattern[str]:
+    """A pattern matching an element whose whole text is one of `texts` (for Playwright's has_text)."""
+    alternatives = "|".join(re.escape(x).replace("'", "['\u2019]") for x in texts)
+    return re.compile(r"^\s*(" + alternatives + r")\s*$", re.IGNORECASE)

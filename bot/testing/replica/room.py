@@ -1,0 +1,324 @@
+"""The state one replica meeting shares across its pages: who is waiting, who is in the call, and why.
+
+Pages reach a room over the replica's WebSocket (`room.js`); tests reach it directly or over the HTTP
+control API. Every change is pushed to the affected browsers at once, and recorded in `log` so a test
+can assert on what happened and when.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+# Join results (`ReplicaRoom.join` resolves with one of these).
+ADMITTED = "admitted"
+WAITING = "waiting"
+PASSCODE_WRONG = "passcode_wrong"
+SIGN_IN = "sign_in"
+CAPTCHA = "captcha"
+BOT_WALL = "bot_wall"
+BLOCKED = "blocked"
+NOT_FOUND = "not_found"
+HOST_ABSENT = "host_absent"
+
+# Participant states.
+STATE_WAITING = "waiting"  # in the lobby / waiting room
+STATE_HOST_ABSENT = "host_absent"  # waiting for the host to start the meeting
+STATE_IN_CALL = "in_call"
+STATE_LEFT = "left"
+STATE_DENIED = "denied"
+STATE_REMOVED = "removed"
+_PRESENT = (STATE_WAITING, STATE_HOST_ABSENT, STATE_IN_CALL)
+
+
+@dataclass
+class RoomConfig:
+    lobby: bool = False  # guests wait for admission
+    passcode: str = ""
+    sign_in_required: bool = False
+    blocked: bool = False  # Meet: "You can't join this video call"
+    captcha: bool = False
+    bot_wall: bool = False
+    exists: bool = True  # False: the meeting is not found
+    host_present: bool = True  # Zoom: the host has started the meeting
+    lobby_timeout_s: float = 600.0
+
+
+@dataclass(frozen=True)
+class ParticipantInfo:
+    pid: str
+    name: str
+    state: str
+    is_host: bool
+
+
+@dataclass
+class _Member:
+    pid: str
+    name: str
+    is_host: bool
+    send: Send
+    state: str
+    audio: bool = False  # has called room.startAudio(): part of the audio mesh once in the call
+    timer: asyncio.Task[None] | None = None
+
+    def info(self) -> ParticipantInfo:
+        return ParticipantInfo(self.pid, self.name, self.state, self.is_host)
+
+
+class RoomError(LookupError):
+    """No participant of that name can take the requested action."""
+
+
+class Room:
+    """One meeting: its configuration, its participants, and the operations a host or the test performs."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, platform: str, meeting_id: str, config: RoomConfig | None = None) -> None:
+        self.platform = platform
+        self.meeting_id = meeting_id
+        self.config = config or RoomConfig()
+        self.log: list[tuple[float, str, str]] = []
+        self._members: dict[str, _Member] = {}
+        self._changed = asyncio.Event()
+        self._closed = False
+
+    # ---- what tests read ---------------------------------------------------------------------------
+    @property
+    def participants(self) -> list[ParticipantInfo]:
+        return [m.info() for m in self._members.values()]
+
+    def in_call(self) -> list[ParticipantInfo]:
+        return [m.info() for m in self._members.values() if m.state == STATE_IN_CALL]
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "platform": self.platform,
+            "meeting_id": self.meeting_id,
+            "config": dataclasses.asdict(self.config),
+            "participants": [dataclasses.asdict(p) for p in self.participants],
+            "log": [list(e) for e in self.log],
+        }
+
+    async def wait_for(self, name: str, state: str, timeout: float) -> ParticipantInfo:
+        """The latest participant called `name` once it is in `state`; TimeoutError after `timeout` s."""
+        async with asyncio.timeout(timeout):
+            while True:
+                member = self._latest(name, None)
+                if member is not None and member.state == state:
+                    return member.info()
+                self._changed.clear()
+                await self._changed.wait()
+
+    # ---- what a host (or the test) does ----------------------------------------------------------------
+    def configure(self, **fields: Any) -> None:
+        known = {f.name for f in dataclasses.fields(RoomConfig)}
+        unknown = set(fields) - known
+        if unknown:
+            raise ValueError(f"unknown room config fields: {sorted(unknown)}")
+        for key, value in fields.items():
+            setattr(self.config, key, value)
+        self._record("config", ",".join(f"{k}={v}" for k, v in fields.items()))
+
+    async def admit(self, name: str) -> None:
+        member = self._require(name, (STATE_WAITING,))
+        await self._enter_call(member, "admitted")
+
+    async def deny(self, name: str) -> None:
+        member = self._require(name, (STATE_WAITING,))
+        await self._leave(member, STATE_DENIED, "denied", {"type": "denied"})
+
+    async def time_out_lobby(self, name: str) -> None:
+        """The platform gives up on a waiting guest (Meet: after about 10 minutes). Not a denial."""
+        member = self._require(name, (STATE_WAITING,))
+        await self._leave(member, STATE_LEFT, "lobby_timeout", {"type": "lobby_timeout"})
+
+    async def remove(self, name: str) -> None:
+        member = self._require(name, _PRESENT)
+        await self._leave(member, STATE_REMOVED, "removed", {"type": "removed"})
+
+    async def end(self) -> None:
+        """The host ends the meeting for everyone."""
+        self._record("ended", "")
+        for member in [m for m in self._members.values() if m.state in _PRESENT]:
+            await self._leave(member, STATE_LEFT, "ended_for", {"type": "ended"})
+
+    async def start_host(self) -> None:
+        """The host starts the meeting: guests waiting for the host go on to the lobby or the call."""
+        if self.config.host_present:
+            return
+        self.config.host_present = True
+        self._record("host_started", "")
+        for member in list(self._members.values()):
+            if member.state == STATE_HOST_ABSENT:
+                await _safe_send(member, {"type": "host_joined"})
+                if self.config.lobby:
+                    self._set_state(member, STATE_WAITING, "waiting")
+                    self._start_lobby_timer(member)
+                else:
+                    await self._enter_call(member, "admitted")
+            elif member.state == STATE_WAITING:
+                await _safe_send(member, {"type": "host_joined"})
+
+    # ---- what the page's WebSocket does ---------------------------------------------------------------
+    async def join(self, name: str, passcode: str, is_host: bool, send: Send) -> tuple[str, str | None]:
+        """A page asks to join. Returns (result, pid); pid is None when the page was turned away."""
+        refused = self._refusal(passcode, is_host)
+        if refused is not None:
+            self._record(f"refused:{refused}", name)
+            return refused, None
+        pid = f"p{next(self._ids)}"
+        member = _Member(pid, name, is_host, send, state="")
+        self._members[pid] = member
+        if is_host:
+            if not self.config.host_present:
+                await self.start_host()
+            self._set_state(member, STATE_IN_CALL, "joined")
+            await self._broadcast_participants()
+            return ADMITTED, pid
+        if not self.config.host_present:
+            self._set_state(member, STATE_HOST_ABSENT, "host_absent")
+            return HOST_ABSENT, pid
+        if self.config.lobby:
+            self._set_state(member, STATE_WAITING, "waiting")
+            self._start_lobby_timer(member)
+            await self._broadcast_participants()
+            return WAITING, pid
+        self._set_state(member, STATE_IN_CALL, "joined")
+        await self._broadcast_participants()
+        return ADMITTED, pid
+
+    def _refusal(self, passcode: str, is_host: bool) -> str | None:
+        c = self.config
+        if not c.exists:
+            return NOT_FOUND
+        if is_host:
+            return None
+        for flag, result in ((c.blocked, BLOCKED), (c.bot_wall, BOT_WALL), (c.captcha, CAPTCHA)):
+            if flag:
+                return result
+        if c.sign_in_required:
+            return SIGN_IN
+        if c.passcode and passcode != c.passcode:
+            return PASSCODE_WRONG
+        return None
+
+    async def start_audio(self, pid: str) -> None:
+        member = self._members.get(pid)
+        if member is None or member.audio:
+            return
+        member.audio = True
+        self._record("audio", member.name)
+        if member.state == STATE_IN_CALL:
+            await self._send_peers(member)
+
+    async def relay(self, sender: str, to: str, data: Any) -> None:
+        """WebRTC signalling between two members of the call (offers, answers)."""
+        src, dst = self._members.get(sender), self._members.get(to)
+        if src is None or dst is None or STATE_IN_CALL not in (src.state, dst.state):
+            return
+        await _safe_send(dst, {"type": "signal", "from": sender, "data": data})
+
+    async def disconnected(self, pid: str) -> None:
+        """The page left (room.close(), navigation, or the browser died)."""
+        member = self._members.get(pid)
+        if member is not None and member.state in _PRESENT:
+            await self._leave(member, STATE_LEFT, "left", None)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for member in self._members.values():
+            await _cancel(member)
+
+    # ---- internals ---------------------------------------------------------------------------------
+    def _latest(self, name: str, states: tuple[str, ...] | None) -> _Member | None:
+        for member in reversed(self._members.values()):
+            if member.name == name and (states is None or member.state in states):
+                return member
+        return None
+
+    def _require(self, name: str, states: tuple[str, ...]) -> _Member:
+        member = self._latest(name, states)
+        if member is None:
+            raise RoomError(f"no participant {name!r} in state {'/'.join(states)}")
+        return member
+
+    def _record(self, event: str, name: str) -> None:
+        self.log.append((time.monotonic(), event, name))
+        log.debug("room %s/%s: %s %s", self.platform, self.meeting_id, event, name)
+        self._changed.set()
+
+    def _set_state(self, member: _Member, state: str, event: str) -> None:
+        member.state = state
+        self._record(event, member.name)
+
+    def _start_lobby_timer(self, member: _Member) -> None:
+        async def expire() -> None:
+            await asyncio.sleep(self.config.lobby_timeout_s)
+            member.timer = None  # this task is finishing: do not cancel itself in _leave
+            if member.state == STATE_WAITING:
+                await self._leave(member, STATE_LEFT, "lobby_timeout", {"type": "lobby_timeout"})
+
+        member.timer = asyncio.create_task(expire())
+
+    async def _enter_call(self, member: _Member, event: str) -> None:
+        await _cancel(member)
+        self._set_state(member, STATE_IN_CALL, event)
+        await _safe_send(member, {"type": "admitted"})
+        await self._broadcast_participants()
+        if member.audio:
+            await self._send_peers(member)
+
+    async def _leave(self, member: _Member, state: str, event: str, message: dict[str, Any] | None) -> None:
+        await _cancel(member)
+        was_in_call = member.state == STATE_IN_CALL
+        self._set_state(member, state, event)
+        if message is not None:
+            await _safe_send(member, message)
+        if was_in_call:
+            for other in self._members.values():
+                if other.state == STATE_IN_CALL:
+                    await _safe_send(other, {"type": "peer_left", "pid": member.pid})
+        await self._broadcast_participants()
+
+    async def _send_peers(self, member: _Member) -> None:
+        # The newcomer offers to everyone already in the audio mesh; they answer.
+        peers = [
+            m.pid for m in self._members.values() if m is not member and m.audio and m.state == STATE_IN_CALL
+        ]
+        await _safe_send(member, {"type": "peers", "peers": peers})
+
+    async def _broadcast_participants(self) -> None:
+        names = [m.name for m in self._members.values() if m.state == STATE_IN_CALL]
+        message = {"type": "participants", "count": len(names), "names": names}
+        for member in list(self._members.values()):
+            if member.state in _PRESENT:
+                await _safe_send(member, message)
+
+
+async def _safe_send(member: _Member, message: dict[str, Any]) -> None:
+    # A page that went away mid-send is handled by its socket closing; nothing to do here.
+    with contextlib.suppress(ConnectionError, RuntimeError):
+        await member.send(message)
+
+
+async def _cancel(member: _Member) -> None:
+    task, member.timer = member.timer, None
+    if task is not None and task is not asyncio.current_task():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

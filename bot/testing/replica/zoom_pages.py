@@ -1,0 +1,167 @@
+"""The Zoom web client replica's pages, served at Zoom's real paths on `zoom.us` and `*.zoom.us`.
+
+- `/j/<id>?pwd=…&tk=…` (also `/w/<id>`, `/my/<name>`): the launch page ("Launch Meeting - Zoom") whose
+  "Join from browser" link goes to `/wc/join/<id>` with the same query string.
+- `/wc/join/<id>`: redirects to `/wc/<id>/join`, query kept, as Zoom does.
+- `/wc/<id>/join`: the client. An unknown meeting gets the error page "This meeting ID is not valid"; a
+  meeting whose host has not started gets "This meeting link is invalid (3,001)" (title "Error - Zoom",
+  the page never updates itself: the bot must reload). With `fromPWA=1` the client runs inside
+  `iframe#webclient`, as Zoom's progressive web app does.
+- `/_replica/zoom/<asset>`: the client's script and style.
+
+Everything decided at Join (passcode, sign-in, captcha, anti-bot wall, waiting room) comes from the shared
+`Room` through `ReplicaRoom.join`, so tests change a meeting by changing its `RoomConfig`. Client details
+that Zoom varies by account or version (cookie banner, how many permission prompts, the computer-audio
+dialog) are `ZoomClientOptions`, per meeting.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from bot.testing.replica.server import ReplicaServer
+
+__all__ = ["Visit", "ZoomClientOptions", "ZoomPages", "create_pages"]
+
+_HERE = Path(__file__).parent
+_ASSETS = {"zoom_client.js": "application/javascript", "zoom.css": "text/css"}
+NOT_FOUND_MESSAGE = "This meeting ID is not valid. Please check and try again."
+HOST_ABSENT_MESSAGE = "This meeting link is invalid (3,001)"
+
+
+@dataclass
+class ZoomClientOptions:
+    """How the client behaves for one meeting (defaults: a current client on a fresh browser profile)."""
+
+    cookie_banner: bool = True  # OneTrust covers the page until accepted or rejected
+    permission_prompts: int = 2  # Zoom's in-page prompt: camera+mic, then mic only
+    audio_dialog: bool = False  # older clients ask "Join Audio by Computer"; newer join audio at once
+    footer_hide_ms: int = 3000  # the call footer hides after this long without pointer movement
+    # Real clients keep echo cancellation, noise suppression and auto gain on; they cut a steady tone by
+    # ~19 dB in 2.5 s, so tone tests turn them off (speech passes either way).
+    audio_processing: bool = False
+    topic: str = "Replica Zoom Meeting"
+    # Before the host starts: "error" serves the "(3,001)" error page (reload to try again); "wait" serves
+    # the client, which after Join shows "Waiting for the host to start this meeting" and goes on by itself.
+    host_absent: str = "error"
+
+    def __post_init__(self) -> None:
+        if self.host_absent not in ("error", "wait"):
+            raise ValueError(f"host_absent must be 'error' or 'wait', not {self.host_absent!r}")
+
+
+@dataclass(frozen=True)
+class Visit:
+    """One request for the client page, as the server received it (tests check `pwd`/`tk` arrive)."""
+
+    meeting_id: str
+    path: str
+    query: dict[str, str]
+
+
+@dataclass
+class ZoomPages:
+    """The Zoom page module the replica server dispatches `zoom.us` and `*.zoom.us` requests to."""
+
+    platform: str = "zoom"
+    hosts: tuple[str, ...] = ("zoom.us", "*.zoom.us")
+    default_options: ZoomClientOptions = field(default_factory=ZoomClientOptions)
+    options: dict[str, ZoomClientOptions] = field(default_factory=dict)  # per meeting id
+    visits: list[Visit] = field(default_factory=list)
+
+    def options_for(self, meeting_id: str) -> ZoomClientOptions:
+        return self.options.get(meeting_id, self.default_options)
+
+    def routes(self, server: ReplicaServer) -> list[web.AbstractRouteDef]:
+        async def launch(request: web.Request) -> web.Response:
+            meeting_id = request.match_info["id"]
+            target = f"/wc/join/{meeting_id}"
+            if request.query_string:
+                target += f"?{request.query_string}"
+            page = _read("zoom_launch.html").replace("__BROWSER_URL__", html.escape(target, quote=True))
+            return _html(page)
+
+        async def wc_join(request: web.Request) -> web.Response:
+            target = f"/wc/{request.match_info['id']}/join"
+            if request.query_string:
+                target += f"?{request.query_string}"
+            raise web.HTTPFound(target)
+
+        async def client(request: web.Request) -> web.Response:
+            meeting_id = request.match_info["id"]
+            query = dict(request.query)
+            self.visits.append(Visit(meeting_id, request.path, query))
+            if query.get("fromPWA") == "1":
+                inner = {k: v for k, v in query.items() if k != "fromPWA"}
+                src = f"/wc/{meeting_id}/join" + (f"?{urlencode(inner)}" if inner else "")
+                return _html(_read("zoom_frame.html").replace("__CLIENT_URL__", html.escape(src, quote=True)))
+            config = server.room("zoom", meeting_id).config
+            options = self.options_for(meeting_id)
+            if not config.exists:
+                return _error(NOT_FOUND_MESSAGE)
+            if not config.host_present and options.host_absent == "error":
+                return _error(HOST_ABSENT_MESSAGE)
+            return _html(_client_page(meeting_id, query.get("pwd", ""), config.passcode, options))
+
+        async def asset(request: web.Request) -> web.Response:
+            name = request.match_info["name"]
+            if name not in _ASSETS:
+                raise web.HTTPNotFound()
+            return web.Response(text=_read(name), content_type=_ASSETS[name], headers=_NO_CACHE)
+
+        return [
+            web.get(r"/j/{id}", launch),
+            web.get(r"/w/{id}", launch),
+            web.get(r"/my/{id}", launch),
+            web.get(r"/wc/join/{id}", wc_join),
+            web.get(r"/wc/{id}/join", client),
+            web.get(r"/_replica/zoom/{name}", asset),
+        ]
+
+
+_NO_CACHE = {"Cache-Control": "no-store"}
+
+
+def _client_page(meeting_id: str, url_pwd: str, passcode: str, options: ZoomClientOptions) -> str:
+    """The client with its configuration inlined as JSON (the client reads it before anything else)."""
+    cfg: dict[str, Any] = {
+        "room": meeting_id,
+        "urlPwd": url_pwd,
+        # Zoom asks for the passcode in the page only when the link does not carry one.
+        "askPasscode": bool(passcode) and not url_pwd,
+        "cookieBanner": options.cookie_banner,
+        "permissionPrompts": options.permission_prompts,
+        "audioDialog": options.audio_dialog,
+        "footerHideMs": options.footer_hide_ms,
+        "audioProcessing": options.audio_processing,
+        "topic": options.topic,
+        "hostAbsent": options.host_absent,
+    }
+    # "</" inside a <script> block would end it early: escape it in the JSON.
+    text = json.dumps(cfg).replace("</", "<\\/")
+    return _read("zoom_client.html").replace("__CONFIG__", text)
+
+
+def _error(message: str) -> web.Response:
+    return _html(_read("zoom_error.html").replace("__MESSAGE__", html.escape(message)))
+
+
+def _html(text: str) -> web.Response:
+    return web.Response(text=text, content_type="text/html", headers=_NO_CACHE)
+
+
+def _read(name: str) -> str:
+    return (_HERE / name).read_text(encoding="utf-8")
+
+
+def create_pages() -> ZoomPages:
+    """The server's hook: it mounts these pages on `zoom.us` and `*.zoom.us`."""
+    return ZoomPages()

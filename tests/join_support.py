@@ -1,0 +1,124 @@
+"""Runs the real `meeting-bot join` command as a child process against the replicas and the agent stand-in.
+
+Only configuration differs from a real call: the environment maps the meeting hosts to the replica, trusts
+its certificate, points the agent URL at the stand-in and keeps ICE on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bot.testing.agent import StandInAgent
+from bot.testing.replica.server import ReplicaServer
+from tests.bridge_support import KEY
+
+
+def replica_env(server: ReplicaServer, agent: StandInAgent, key: str = KEY) -> dict[str, str]:
+    """The environment a bot needs to reach the replicas and the stand-in: test configuration only."""
+    browser = server.browser_section()
+    return {
+        "MILLIS_PRIVATE_KEY": key,
+        "BOT_AGENT_URL": agent.base_url,
+        "BOT_AGENT_ICE_SERVERS": "",
+        "BOT_AGENT_ICE_HOST_ADDRESSES": "127.0.0.1",
+        "BOT_BROWSER_HOST_RESOLVER_RULES": browser.host_resolver_rules,
+        "BOT_BROWSER_TRUSTED_CERT_SPKI": browser.trusted_cert_spki,
+        "BOT_BROWSER_ALLOW_LOOPBACK_WEBRTC": "true",
+        "BOT_BOT_STATS_INTERVAL_S": "1",
+    }
+
+
+class JoinRun:
+    """One `python -m bot join … --json` child: its events as they come, its exit code, its stderr."""
+
+    def __init__(self, url: str, agent_id: str, env: Mapping[str, str], args: Sequence[str] = ()) -> None:
+        self.argv = [sys.executable, "-m", "bot", "join", url, f"--agent-id={agent_id}", "--json", *args]
+        self.env = {**os.environ, **env}
+        self.events: list[dict[str, Any]] = []
+        self.stdout_other: list[str] = []
+        self.stderr = b""
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self._stderr_task: asyncio.Task[bytes] | None = None
+
+    async def start(self) -> JoinRun:
+        self._proc = await asyncio.create_subprocess_exec(
+            *self.argv,
+            env=self.env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        self._reader = asyncio.create_task(self._read())
+        assert self._proc.stderr is not None
+        # Drained from the start: a full pipe would stall the bot.
+        self._stderr_task = asyncio.create_task(self._proc.stderr.read())
+        return self
+
+    async def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        async for raw in self._proc.stdout:
+            line = raw.decode(errors="replace").strip()
+            try:
+                self.events.append(json.loads(line))
+            except json.JSONDecodeError:
+                self.stdout_other.append(line)
+            self._changed.set()
+        self._changed.set()
+
+    def kinds(self) -> list[str]:
+        return [e["event"] for e in self.events if e["event"] != "stats"]
+
+    def last(self, kind: str) -> dict[str, Any]:
+        found = [e for e in self.events if e["event"] == kind]
+        assert found, f"no {kind!r} event in {self.kinds()}; stderr: {self.stderr_tail()}"
+        return found[-1]
+
+    async def wait_event(self, kind: str, timeout: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            for event in self.events:
+                if event["event"] == kind:
+                    return event
+            if self._reader is not None and self._reader.done():
+                raise AssertionError(f"bot exited before {kind!r}: {self.kinds()}; {self.stderr_tail()}")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {kind!r} within {timeout} s: {self.kinds()}; {self.stderr_tail()}")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), left)
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self._proc is not None
+        self._proc.send_signal(sig)
+
+    async def wait(self, timeout: float = 30) -> int:
+        assert self._proc is not None and self._reader is not None and self._stderr_task is not None
+        try:
+            code = await asyncio.wait_for(self._proc.wait(), timeout)
+        finally:
+            if self._proc.returncode is None:
+                self._proc.kill()
+                await self._proc.wait()
+            self.stderr = await self._stderr_task
+            await self._reader
+        return code
+
+    def stderr_tail(self) -> str:
+        return self.stderr.decode(errors="replace")[-2000:]
+
+    async def close(self) -> None:
+        """Kills the bot if a test left it running (the test then fails on its own assertions)."""
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.kill()
+            await self.wait()

@@ -1,0 +1,234 @@
+"""End to end: the real `join` command in a replica meeting with the agent stand-in and a simulated person.
+
+Each test asserts what a user checks: what the person and the agent heard, the events and summary the bot
+printed, its exit code, the webhook deliveries, and that the bot left the room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from bot.testing.participant import Participant
+
+from bot.audio.analysis import dominant_frequency, rms_dbfs
+from bot.exit_codes import ExitCode
+from bot.testing.agent import StandInAgent
+from bot.testing.replica.server import ReplicaServer
+from tests.bridge_support import KEY
+from tests.join_support import JoinRun, replica_env
+from tests.webhook_receiver import WebhookReceiver
+
+pytestmark = [pytest.mark.pulse, pytest.mark.browser, pytest.mark.slow]
+
+URLS = {
+    "meet": "https://meet.google.com/{id}",
+    "zoom": "https://us02web.zoom.us/j/{id}",
+}
+_ids = iter(range(10_000))
+
+
+def meet_id() -> str:
+    n = next(_ids)
+    letters = "".join("abcdefghijklmnopqrstuvwxyz"[(n // 26**i) % 26] for i in range(3))
+    return f"eee-{letters}e-{letters}"
+
+
+def new_meeting(platform: str) -> tuple[str, str]:
+    mid = meet_id() if platform == "meet" else str(81234560000 + next(_ids))
+    return mid, URLS[platform].format(id=mid)
+
+
+@pytest.fixture(scope="module")
+async def replica() -> AsyncIterator[ReplicaServer]:
+    server = ReplicaServer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+@pytest.fixture(scope="module")
+async def e2e_agent() -> AsyncIterator[StandInAgent]:
+    a = StandInAgent(KEY)
+    await a.start()
+    try:
+        yield a
+    finally:
+        await a.close()
+
+
+async def person(replica: ReplicaServer, platform: str, mid: str, name: str = "Host") -> Participant:
+    p = Participant(replica, platform, mid, name=name, host=True)
+    await p.start()
+    return p
+
+
+async def in_call(run: JoinRun) -> None:
+    await run.wait_event("in_call", 40)
+    await run.wait_event("agent_connected", 20)
+
+
+@pytest.mark.parametrize("platform", ["meet", "zoom"])
+async def test_person_and_agent_hear_each_other_then_host_ends(
+    replica: ReplicaServer, e2e_agent: StandInAgent, platform: str
+) -> None:
+    mid, url = new_meeting(platform)
+    host = await person(replica, platform, mid)
+    hook = WebhookReceiver("hook-secret")
+    await hook.start()
+    env = {**replica_env(replica, e2e_agent), "BOT_WEBHOOK_SECRET": "hook-secret"}
+    run = await JoinRun(url, "tone-660", env, ["--name=Agent Bot", f"--webhook={hook.url}"]).start()
+    try:
+        await in_call(run)
+        calls_before = len(e2e_agent.calls)
+        started = await host.clock()
+        await host.play_tone(440, 3.0)
+        heard = await host.heard_since(started)
+        call = e2e_agent.calls[-1]
+        assert len(e2e_agent.calls) == calls_before  # one agent session, opened at admission
+        assert abs(dominant_frequency(bytes(call.heard)) - 440) < 15, call.summary()
+        reply = heard[len(heard) // 2 :]
+        assert rms_dbfs(reply) > -45
+        assert abs(dominant_frequency(reply) - 660) < 15
+        await replica.room(platform, mid).end()
+        assert await run.wait(20) == ExitCode.COMPLETED
+    finally:
+        await run.close()
+        await host.close()
+        await hook.close()
+    assert run.kinds()[:4] == ["joining", "in_call", "agent_connected", "ended"] or run.kinds()[:5] == [
+        "joining",
+        "awaiting_admission",
+        "in_call",
+        "agent_connected",
+        "ended",
+    ]
+    assert run.last("ended")["reason"] == "host_ended"
+    summary = run.last("summary")
+    assert summary["exit_code"] == 0 and summary["bytes_to_agent"] > 0 and summary["bytes_from_agent"] > 0
+    assert summary["ended_by"] == "meeting"
+    # Every event reached the webhook exactly once, signed (the receiver rejects bad signatures).
+    assert hook.bad_signatures == 0
+    assert hook.ids == [e["id"] for e in run.events]
+    assert KEY not in run.stderr.decode() and KEY not in str(run.events)
+
+
+async def test_lobby_then_admitted_never_reports_in_call_before_admission(
+    replica: ReplicaServer, e2e_agent: StandInAgent
+) -> None:
+    mid, url = new_meeting("meet")
+    room = replica.room("meet", mid)
+    room.config.lobby = True
+    host = await person(replica, "meet", mid)
+    run = await JoinRun(url, "echo", replica_env(replica, e2e_agent), ["--name=Lobby Bot"]).start()
+    try:
+        await run.wait_event("awaiting_admission", 40)
+        calls = len(e2e_agent.calls)
+        await asyncio.sleep(2)
+        assert "in_call" not in run.kinds()
+        assert len(e2e_agent.calls) == calls, "the agent was connected while the bot waited in the lobby"
+        await room.admit("Lobby Bot")
+        await in_call(run)
+        run.signal(signal.SIGINT)
+        assert await run.wait(10) == ExitCode.COMPLETED
+    finally:
+        await run.close()
+        await host.close()
+    assert run.kinds()[:4] == ["joining", "awaiting_admission", "in_call", "agent_connected"]
+    assert run.last("summary")["lobby_s"] >= 2
+
+
+@pytest.mark.parametrize("platform", ["meet", "zoom"])
+async def test_removed_by_host(replica: ReplicaServer, e2e_agent: StandInAgent, platform: str) -> None:
+    mid, url = new_meeting(platform)
+    host = await person(replica, platform, mid)
+    run = await JoinRun(url, "echo", replica_env(replica, e2e_agent), ["--name=Removed Bot"]).start()
+    try:
+        await in_call(run)
+        await replica.room(platform, mid).remove("Removed Bot")
+        assert await run.wait(20) == ExitCode.COMPLETED
+    finally:
+        await run.close()
+        await host.close()
+    assert run.last("ended")["reason"] == "removed"
+    assert run.last("summary")["ended_by"] == "meeting"
+
+
+async def test_alone_after_everyone_left(replica: ReplicaServer, e2e_agent: StandInAgent) -> None:
+    mid, url = new_meeting("zoom")
+    host = await person(replica, "zoom", mid)
+    run = await JoinRun(url, "echo", replica_env(replica, e2e_agent), ["--alone-after=2"]).start()
+    try:
+        await in_call(run)
+        await host.close()
+        left_at = time.monotonic()
+        assert await run.wait(30) == ExitCode.COMPLETED
+        assert time.monotonic() - left_at < 15
+    finally:
+        await run.close()
+        await host.close()
+    assert run.last("ended")["reason"] == "alone"
+    assert run.last("summary")["ended_by"] == "bot"
+
+
+async def test_maximum_duration(replica: ReplicaServer, e2e_agent: StandInAgent) -> None:
+    mid, url = new_meeting("meet")
+    host = await person(replica, "meet", mid)
+    run = await JoinRun(url, "echo", replica_env(replica, e2e_agent), ["--max-duration=4"]).start()
+    try:
+        await in_call(run)
+        assert await run.wait(30) == ExitCode.COMPLETED
+        room = replica.room("meet", mid)
+        assert all(p.state != "in_call" for p in room.participants if not p.is_host)
+    finally:
+        await run.close()
+        await host.close()
+    assert run.last("ended")["reason"] == "max_duration"
+
+
+@pytest.mark.parametrize("platform", ["meet", "zoom"])
+async def test_sigterm_leaves_the_meeting_and_exits_0_within_5_s(
+    replica: ReplicaServer, e2e_agent: StandInAgent, platform: str
+) -> None:
+    mid, url = new_meeting(platform)
+    host = await person(replica, platform, mid)
+    run = await JoinRun(url, "echo", replica_env(replica, e2e_agent), ["--name=Term Bot"]).start()
+    try:
+        await in_call(run)
+        sent = time.monotonic()
+        run.signal(signal.SIGTERM)
+        assert await run.wait(15) == ExitCode.COMPLETED
+        took = time.monotonic() - sent
+        room = replica.room(platform, mid)
+        state = {p.name: p.state for p in room.participants}
+    finally:
+        await run.close()
+        await host.close()
+    assert took < 5, f"exit took {took:.1f} s"
+    assert state["Term Bot"] == "left", state
+    assert run.last("ended")["reason"] == "left"
+    assert run.last("summary")["ended_by"] == "user"
+
+
+async def test_agent_refuses_the_key(replica: ReplicaServer, e2e_agent: StandInAgent) -> None:
+    mid, url = new_meeting("meet")
+    host = await person(replica, "meet", mid)
+    env = replica_env(replica, e2e_agent, key="sk-wrong-key-000")
+    run = await JoinRun(url, "echo", env, ["--name=Keyless Bot"]).start()
+    try:
+        assert await run.wait(40) == ExitCode.BAD_KEY
+        state = {p.name: p.state for p in replica.room("meet", mid).participants}
+    finally:
+        await run.close()
+        await host.close()
+    failed = run.last("failed")
+    assert failed["code"] == "bad_key"
+    assert "MILLIS_PRIVATE_KEY" in failed["message"] or "key" in failed["message"].lower()
+    assert "sk-wrong-key-000" not in run.stderr.decode() + str(run.events)
+    assert state.get("Keyless Bot") in ("left", None), state
+    assert run.last("summary")["exit_code"] == ExitCode.BAD_KEY

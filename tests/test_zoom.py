@@ -1,0 +1,386 @@
+"""The Zoom adapter against the Zoom replica in real Chromium: every join path, every end, audio both ways.
+
+One replica server for the module (distinct meeting ids per test); each test gets its own PulseAudio
+devices and its own bot browser, as a real bot would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bot.browser import BotBrowser
+from bot.testing.participant import Participant
+
+from bot.audio import AudioDevices, PcmCapture, PcmPlayback
+from bot.audio.analysis import dominant_frequency, tone
+from bot.audio.streams import wait_for_streams
+from bot.platforms.base import CallPolicy, CallState, EndReason, FailureCode, JoinFailure, JoinPolicy
+from bot.platforms.urls import MeetingUrl, parse_meeting_url
+from bot.platforms.zoom import ZoomPlatform
+from bot.testing.replica.server import ReplicaServer, Room
+from bot.testing.replica.zoom_pages import ZoomClientOptions, ZoomPages
+from tests.bridge_support import loud_frequency
+
+pytestmark = [pytest.mark.pulse, pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
+
+NAME = "Millis Bot"
+_ids = itertools.count(8_100_000_001)
+
+
+def new_id() -> str:
+    return str(next(_ids))
+
+
+@dataclass
+class Replica:
+    server: ReplicaServer
+    zoom: ZoomPages
+
+    def room(self, meeting_id: str) -> Room:
+        return self.server.room("zoom", meeting_id)
+
+
+@pytest.fixture(scope="module", loop_scope="module")
+async def replica() -> AsyncIterator[Replica]:
+    server = ReplicaServer()
+    await server.start()
+    try:
+        zoom = next(p for p in server.pages if isinstance(p, ZoomPages))
+        yield Replica(server, zoom)
+    finally:
+        await server.close()
+
+
+@dataclass
+class Bot:
+    """One bot's devices, browser and adapter, and every state it reported."""
+
+    devices: AudioDevices
+    browser: BotBrowser
+    replica: Replica
+    states: list[CallState] = field(default_factory=list)
+    zoom: ZoomPlatform | None = None
+
+    async def open(self, meeting: MeetingUrl, **adapter: float) -> ZoomPlatform:
+        page = await self.browser.start(self.devices.browser)
+        self.zoom = ZoomPlatform(page, meeting, poll_s=0.1, **adapter)
+        return self.zoom
+
+    async def join(
+        self, meeting: MeetingUrl, policy: JoinPolicy | None = None, **adapter: float
+    ) -> ZoomPlatform:
+        zoom = await self.open(meeting, **adapter)
+        await zoom.join(NAME, policy or JoinPolicy(ui_timeout_s=10), self.states.append)
+        return zoom
+
+    async def join_fails(
+        self, meeting: MeetingUrl, policy: JoinPolicy | None = None, **adapter: float
+    ) -> JoinFailure:
+        """Joins expecting a typed failure; saves artifacts for it as the session does."""
+        with pytest.raises(JoinFailure) as caught:
+            await self.join(meeting, policy, **adapter)
+        failure = caught.value
+        failure.artifacts = await self.browser.save_artifacts(failure.code.value)
+        return failure
+
+
+@pytest.fixture(loop_scope="module")
+async def bot(replica: Replica, tmp_path: Path) -> AsyncIterator[Bot]:
+    devices = AudioDevices()
+    await devices.start()
+    browser = BotBrowser(replica.server.browser_section(), tmp_path / "artifacts")
+    b = Bot(devices, browser, replica)
+    try:
+        yield b
+    finally:
+        if b.zoom is not None:
+            await asyncio.wait_for(b.zoom.leave(), 10)
+        await browser.close()
+        await devices.close()
+
+
+def wc(meeting_id: str, query: str = "", passcode: str | None = None) -> MeetingUrl:
+    """A web-client link as `parse_meeting_url` makes it (used when a test needs a form it never emits)."""
+    suffix = f"?{query}" if query else ""
+    return MeetingUrl("zoom", f"https://app.zoom.us/wc/{meeting_id}/join{suffix}", meeting_id, passcode)
+
+
+def artifacts_show(failure: JoinFailure, text: str) -> None:
+    suffixes = sorted(p.suffix for p in failure.artifacts)
+    assert suffixes == [".html", ".png"], failure.artifacts
+    for path in failure.artifacts:
+        assert path.stat().st_size > 0
+    html = next(p for p in failure.artifacts if p.suffix == ".html").read_text()
+    assert text in html
+
+
+# ---- joining --------------------------------------------------------------------------------------------
+
+
+async def test_invite_link_is_rewritten_and_joins_keeping_pwd_and_tk(bot: Bot, replica: Replica) -> None:
+    meeting_id = new_id()
+    replica.room(meeting_id).config.passcode = "s3cr3T.9"
+    url = parse_meeting_url(f"https://us02web.zoom.us/j/{meeting_id}?uname=x&pwd=s3cr3T.9&tk=AbC-123_x.y")
+    started = time.monotonic()
+    await bot.join(url)
+    took = time.monotonic() - started
+    assert bot.states == [CallState.JOINING, CallState.IN_CALL]
+    info = await replica.room(meeting_id).wait_for(NAME, "in_call", 5)
+    assert info.name == NAME
+    visits = [v for v in replica.zoom.visits if v.meeting_id == meeting_id]
+    assert visits[0].query == {"pwd": "s3cr3T.9", "tk": "AbC-123_x.y"}  # uname dropped, pwd and tk intact
+    assert took < 10
+
+
+async def test_personal_link_goes_through_the_launch_page(bot: Bot, replica: Replica) -> None:
+    url = parse_meeting_url("https://us02web.zoom.us/my/zoom.replica?pwd=abc")
+    assert "/my/" in url.join_url  # only Zoom resolves personal names: the launch page must be used
+    replica.zoom.options[url.meeting_id] = ZoomClientOptions(cookie_banner=False, permission_prompts=1)
+    replica.room(url.meeting_id).config.passcode = "abc"
+    await bot.join(url)
+    assert bot.states[-1] is CallState.IN_CALL
+    await replica.room(url.meeting_id).wait_for(NAME, "in_call", 5)
+    paths = [v.path for v in replica.zoom.visits if v.meeting_id == url.meeting_id]
+    assert paths == [f"/wc/{url.meeting_id}/join"]  # reached through /wc/join/<id>'s redirect
+
+
+async def test_client_inside_the_pwa_frame_joins(bot: Bot, replica: Replica) -> None:
+    meeting_id = new_id()
+    replica.zoom.options[meeting_id] = ZoomClientOptions(audio_dialog=True)
+    zoom = await bot.join(wc(meeting_id, "fromPWA=1"))
+    assert bot.states == [CallState.JOINING, CallState.IN_CALL]
+    assert zoom.page.main_frame.child_frames, "the client should have run inside iframe#webclient"
+    await replica.room(meeting_id).wait_for(NAME, "in_call", 5)
+
+
+async def test_passcode_is_typed_when_the_page_asks(bot: Bot, replica: Replica) -> None:
+    meeting_id = new_id()
+    replica.room(meeting_id).config.passcode = "778899"
+    await bot.join(wc(meeting_id, passcode="778899"))
+    assert bot.states[-1] is CallState.IN_CALL
+
+
+async def test_wrong_passcode_fails_fast(bot: Bot, replica: Replica) -> None:
+    meeting_id = new_id()
+    replica.room(meeting_id).config.passcode = "right"
+    started = time.monotonic()
+    failure = await bot.join_fails(parse_meeting_url(f"https://zoom.us/j/{meeting_id}?pwd=wrong"))
+    assert failure.code is FailureCode.PASSCODE_WRONG
+    assert time.monotonic() - started < 8
+    artifacts_show(failure, "Passcode wrong")
+
+
+@pytest.mark.parametrize(
+    ("setting", "code", "text"),
+    [
+        ("sign_in_required", FailureCode.SIGN_IN_REQUIRED, "sign in to join this meeting"),
+        ("captcha", FailureCode.CAPTCHA, "Type the characters you see"),
+        ("bot_wall", FailureCode.BOT_DETECTED, "We detected you may be a bot"),
+    ],
+)
+async def test_walls_fail_fast_with_artifacts(
+    bot: Bot, replica: Replica, setting: str, code: FailureCode, text: str
+) -> None:
+    meeting_id = new_id()
+    setattr(replica.room(meeting_id).config, setting, True)
+    started = time.monotonic()
+    failure = await bot.join_fails(wc(meeting_id))
+    assert failure.code is code and not failure.retryable
+    assert time.monotonic() - started < 8  # well inside ui_timeout: recognised, not timed out
+    assert bot.states == [CallState.JOINING]
+    artifacts_show(failure, text)
+
+
+async def test_unknown_meeting_is_not_found(bot: Bot, replica: Replica) -> None:
+    meeting_id = new_id()
+    replica.room(meeting_id).config.exists = False
+    failure = await bot.join_fails(wc(meeting_id))
+    assert failure.code is FailureCode.NOT_FOUND
+    artifacts_show(failure, "This meeting ID is not valid")
+
+
+async def test_waiting_room_then_admitted(bot: Bot, replica: Replica) -> None:
+    meeting_id = new_id()
+    room = replica.room(meeting_id)
+    room.config.lobby = True
+    zoom = await bot.open(wc(meeting_id))
+    join = asyncio.create_task(zoom.join(NAME, JoinPolicy(ui_timeout_s=10), bot.states.append))
+    try:
+        await room.wait_for(NAME, "waiting", 15)
+        await asyncio.sleep(1.0)  # the lobby must not be taken for the call
+        assert bot.states == [CallState.JOINING, CallState.AWAITING_ADMISSION]
+        assert not join.done()
+        await room.admit(NAME)
+        await asyncio.wait_for(join, 10)
+    finally:
+        join.cancel()
+    assert bot.states == [CallState.JOINING, CallState.AWAITING_ADMISSION, CallState.IN_CALL]
+
+
+async def test_removed_from_the_waiting_room_is_denied(bot: Bot, replica: Replica) -> None:
+    meeting_id = new_id()
+    room = replica.room(meeting_id)
+    room.config.lobby = True
+    zoom = await bot.open(wc(meeting_id))
+    join = asyncio.create_task(zoom.join(NAME, JoinPolicy(ui_timeout_s=10), bot.states.append))
+    try:
+        await room.wait_for(NAME, "waiting", 15)
+        await room.deny(NAME)
+        with pytest.raises(JoinFailure) as caught:
+            await asyncio.wait_for(join, 10)
+    finally:
+        join.cancel()
+    assert caught.value.code is FailureCode.DENIED
+    assert CallState.IN_CALL not in bot.states
+
+
+async def test_host_starts_within_the_retry_window(bot: Bot, replica: Replica) -> None:
+    meeting_id = new_id()
+    room = replica.room(meeting_id)
+    room.config.host_present = False
+    zoom = await bot.open(wc(meeting_id))
+    join = asyncio.create_task(
+        zoom.join(NAME, JoinPolicy(ui_timeout_s=10, host_absent_timeout_s=20), bot.states.append)
+    )
+    try:
+        await asyncio.sleep(2.5)
+        assert not join.done()
+        await room.start_host()
+        await asyncio.wait_for(join, 15)
+    finally:
+        join.cancel()
+    assert bot.states[-1] is CallState.IN_CALL
+    visits = [v for v in replica.zoom.visits if v.meeting_id == meeting_id]
+    assert len(visits) >= 3  # the error page was reloaded until the meeting started
+
+
+async def test_host_starts_while_the_client_waits(bot: Bot, replica: Replica) -> None:
+    meeting_id = new_id()
+    room = replica.room(meeting_id)
+    room.config.host_present = False
+    replica.zoom.options[meeting_id] = ZoomClientOptions(host_absent="wait", cookie_banner=False)
+    zoom = await bot.open(wc(meeting_id))
+    join = asyncio.create_task(
+        zoom.join(NAME, JoinPolicy(ui_timeout_s=10, host_absent_timeout_s=20), bot.states.append)
+    )
+    try:
+        await room.wait_for(NAME, "host_absent", 15)
+        await asyncio.sleep(1.0)
+        assert bot.states == [CallState.JOINING, CallState.AWAITING_ADMISSION]
+        await room.start_host()
+        await asyncio.wait_for(join, 10)
+    finally:
+        join.cancel()
+    assert bot.states == [CallState.JOINING, CallState.AWAITING_ADMISSION, CallState.IN_CALL]
+    assert len([v for v in replica.zoom.visits if v.meeting_id == meeting_id]) == 1  # no reloads
+
+
+@pytest.mark.parametrize(("mode", "text"), [("error", "(3,001)"), ("wait", "Waiting for the host to start")])
+async def test_host_never_starts_is_host_absent(bot: Bot, replica: Replica, mode: str, text: str) -> None:
+    meeting_id = new_id()
+    replica.room(meeting_id).config.host_present = False
+    replica.zoom.options[meeting_id] = ZoomClientOptions(host_absent=mode, cookie_banner=False)
+    started = time.monotonic()
+    failure = await bot.join_fails(wc(meeting_id), JoinPolicy(host_absent_timeout_s=2.0), host_retry_s=0.5)
+    took = time.monotonic() - started
+    assert failure.code is FailureCode.HOST_ABSENT
+    assert 2.0 <= took < 8.0
+    artifacts_show(failure, text)
+
+
+# ---- in the call ----------------------------------------------------------------------------------------
+
+
+async def _in_call(bot: Bot, replica: Replica, **options: object) -> tuple[ZoomPlatform, Room]:
+    meeting_id = new_id()
+    if options:
+        replica.zoom.options[meeting_id] = ZoomClientOptions(**options)  # type: ignore[arg-type]
+    zoom = await bot.join(wc(meeting_id))
+    room = replica.room(meeting_id)
+    await room.wait_for(NAME, "in_call", 5)
+    return zoom, room
+
+
+@pytest.mark.parametrize(("action", "reason"), [("remove", EndReason.REMOVED), ("end", EndReason.HOST_ENDED)])
+async def test_removed_or_ended_by_host(bot: Bot, replica: Replica, action: str, reason: EndReason) -> None:
+    zoom, room = await _in_call(bot, replica)
+    waiting = asyncio.create_task(zoom.wait_for_end(CallPolicy(alone_after_s=60)))
+    try:
+        await asyncio.sleep(0.5)
+        await (room.remove(NAME) if action == "remove" else room.end())
+        assert await asyncio.wait_for(waiting, 10) is reason
+    finally:
+        waiting.cancel()
+
+
+async def test_alone_then_leaves_through_the_confirm_dialog(bot: Bot, replica: Replica) -> None:
+    zoom, room = await _in_call(bot, replica, footer_hide_ms=300)
+    started = time.monotonic()
+    assert await asyncio.wait_for(zoom.wait_for_end(CallPolicy(alone_after_s=1.5)), 10) is EndReason.ALONE
+    assert 1.5 <= time.monotonic() - started < 5
+    # The footer has hidden by now: leave must bring it back, click Leave, then "Leave Meeting".
+    await asyncio.wait_for(zoom.leave(), 10)
+    await room.wait_for(NAME, "left", 5)
+    await zoom.leave()  # idempotent
+
+
+async def test_max_duration(bot: Bot, replica: Replica) -> None:
+    zoom, _ = await _in_call(bot, replica)
+    policy = CallPolicy(alone_after_s=60, max_duration_s=1.5)
+    assert await asyncio.wait_for(zoom.wait_for_end(policy), 10) is EndReason.MAX_DURATION
+
+
+# ---- audio ---------------------------------------------------------------------------------------------
+
+
+async def test_audio_both_ways_with_a_participant(bot: Bot, replica: Replica) -> None:
+    meeting_id = new_id()
+    host = Participant(replica.server, "zoom", meeting_id, name="Host", host=True)
+    await host.start()
+    try:
+        zoom = await bot.join(wc(meeting_id))
+        await replica.room(meeting_id).wait_for(NAME, "in_call", 5)
+        # With someone else in the call the bot is not alone.
+        waiting = asyncio.create_task(zoom.wait_for_end(CallPolicy(alone_after_s=1.0)))
+        try:
+            b = bot.devices.browser
+            capture = PcmCapture(b.server, f"{b.sink}.monitor")
+            mic = PcmPlayback(b.server, bot.devices.names.agent_sink)
+            await capture.start()
+            await mic.start()
+            try:
+                await wait_for_streams(b.server, [capture.pid, mic.pid])
+                # Participant → bot: the bot's meeting sink carries the participant's tone.
+                capture.discard_backlog()
+                await host.play_tone(440, 2.0)
+                heard = bytearray()
+                for _ in range(100):
+                    heard += (await asyncio.wait_for(capture.queue.get(), 5)).data
+                assert abs(loud_frequency(bytes(heard)) - 440) < 5
+                # Bot → participant: a tone written into the agent sink reaches the bot's microphone
+                # and the participant hears it.
+                t0 = await host.clock()
+                await mic.write(tone(660, 2.0))
+                await asyncio.sleep(0.5)
+                received = await host.heard_since(t0)
+                assert abs(_loud_hz(received) - 660) < 5
+            finally:
+                await mic.close()
+                await capture.close()
+            assert not waiting.done()
+        finally:
+            waiting.cancel()
+    finally:
+        await host.close()
+
+
+def _loud_hz(samples: np.ndarray) -> float:
+    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+    return loud_frequency(pcm) if pcm else dominant_frequency(pcm)
