@@ -17,8 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
-import numpy as np
-
 from bot.agent.millis import MillisEndpoint
 from bot.audio.analysis import onsets
 from bot.audio.pcm import SAMPLE_RATE
@@ -30,7 +28,7 @@ from bot.session_config import SessionConfig, millis_config
 from bot.settings import Settings
 from bot.signals import leave_on_signal
 from bot.testing.agent import StandInAgent
-from bot.testing.participant import Participant
+from bot.testing.participant import Participant, to_pcm
 from bot.testing.replica.server import ReplicaServer
 from bot.testing.speech import speech_pcm
 
@@ -102,11 +100,9 @@ def _wav(pcm: bytes) -> bytes:
     return out.getvalue()
 
 
-async def _clock_offset(person: Participant) -> float:
-    """`time.monotonic()` minus the person's page clock (read halfway through a round trip)."""
-    before = time.monotonic()
-    page = await person.clock()
-    return (before + time.monotonic()) / 2 - page
+def _monotonic(wall: float) -> float:
+    """A `time.time()` instant as `time.monotonic()` (the agent stand-in's clock)."""
+    return wall - (time.time() - time.monotonic())
 
 
 async def _until(what: str, timeout: float, check: Callable[[], object]) -> None:
@@ -129,22 +125,19 @@ async def _converse(
 
     timeline = Timeline()
     speech = speech_pcm(PERSON_SAYS)
-    offset = await _clock_offset(person)
-    page_start = await person.clock()
-    await person.play_wav(_wav(speech))
-    timeline.spoke_at = page_start + offset
+    await person.sync_clock()
+    page_start = await person.play_wav(_wav(speech))
+    timeline.spoke_at = _monotonic(person.wall_time(page_start))
     timeline.spoke_s = len(speech) / (2 * SAMPLE_RATE)
     call = agent.calls[-1]
     await _until("the agent answering", 30, lambda: call.answer_started_at is not None)
     timeline.agent_heard_at = call.first_onset_at
     timeline.agent_answered_at = call.answer_started_at
-    spoke_end_page = page_start + timeline.spoke_s
     await asyncio.sleep(2.5)  # the answer travels back and is heard
-    heard = await person.heard_since(spoke_end_page)
-    samples = np.frombuffer(heard, dtype=np.int16) if isinstance(heard, bytes) else heard
-    found = onsets(samples, threshold_dbfs=HEARD_DBFS) if len(samples) else []
+    start, samples = await person.heard_since(page_start + timeline.spoke_s)
+    found = onsets(to_pcm(samples), threshold_dbfs=HEARD_DBFS)
     if found:
-        timeline.person_heard_at = spoke_end_page + found[0] + offset
+        timeline.person_heard_at = _monotonic(person.wall_time(start + found[0]))
     return timeline
 
 

@@ -14,7 +14,7 @@ from bot.audio import AudioDevices
 from bot.testing.agent import StandInAgent
 from tests.bridge_support import KEY
 
-_TMP_PREFIXES = ("bot-pulse-", "bot-browser-", "bot-session-", "bot-agent-")
+_TMP_PREFIXES = ("bot-pulse-", "bot-browser-", "bot-session-", "bot-agent-", "bot-replica-")
 
 
 def descendants(pid: int | None = None) -> set[int]:

@@ -17,23 +17,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot.testing.agent import StandInAgent
+from bot.testing.local_env import local_bot_env
 from bot.testing.replica.server import ReplicaServer
 from tests.bridge_support import KEY
 
 
 def replica_env(server: ReplicaServer, agent: StandInAgent, key: str = KEY) -> dict[str, str]:
-    """The environment a bot needs to reach the replicas and the stand-in: test configuration only."""
-    browser = server.browser_section()
-    return {
-        "MILLIS_PRIVATE_KEY": key,
-        "BOT_AGENT_URL": agent.base_url,
-        "BOT_AGENT_ICE_SERVERS": "",
-        "BOT_AGENT_ICE_HOST_ADDRESSES": "127.0.0.1",
-        "BOT_BROWSER_HOST_RESOLVER_RULES": browser.host_resolver_rules,
-        "BOT_BROWSER_TRUSTED_CERT_SPKI": browser.trusted_cert_spki,
-        "BOT_BROWSER_ALLOW_LOOPBACK_WEBRTC": "true",
-        "BOT_BOT_STATS_INTERVAL_S": "1",
-    }
+    """The environment a bot needs to reach the replicas and the stand-in, with stats every second."""
+    return {**local_bot_env(server, agent, key), "BOT_BOT_STATS_INTERVAL_S": "1"}
 
 
 class JoinRun:

@@ -9,17 +9,17 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator
 
 import pytest
-from bot.testing.participant import Participant
 
 from bot.audio.analysis import dominant_frequency, rms_dbfs
 from bot.exit_codes import ExitCode
 from bot.testing.agent import StandInAgent
+from bot.testing.participant import Participant, to_pcm
 from bot.testing.replica.server import ReplicaServer
 from tests.bridge_support import KEY
 from tests.join_support import JoinRun, replica_env
+from tests.replica_fixtures import replica  # noqa: F401
 from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = [pytest.mark.pulse, pytest.mark.browser, pytest.mark.slow]
@@ -42,26 +42,6 @@ def new_meeting(platform: str) -> tuple[str, str]:
     return mid, URLS[platform].format(id=mid)
 
 
-@pytest.fixture(scope="module")
-async def replica() -> AsyncIterator[ReplicaServer]:
-    server = ReplicaServer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.close()
-
-
-@pytest.fixture(scope="module")
-async def e2e_agent() -> AsyncIterator[StandInAgent]:
-    a = StandInAgent(KEY)
-    await a.start()
-    try:
-        yield a
-    finally:
-        await a.close()
-
-
 async def person(replica: ReplicaServer, platform: str, mid: str, name: str = "Host") -> Participant:
     p = Participant(replica, platform, mid, name=name, host=True)
     await p.start()
@@ -75,22 +55,23 @@ async def in_call(run: JoinRun) -> None:
 
 @pytest.mark.parametrize("platform", ["meet", "zoom"])
 async def test_person_and_agent_hear_each_other_then_host_ends(
-    replica: ReplicaServer, e2e_agent: StandInAgent, platform: str
+    replica: ReplicaServer, agent: StandInAgent, platform: str
 ) -> None:
     mid, url = new_meeting(platform)
     host = await person(replica, platform, mid)
     hook = WebhookReceiver("hook-secret")
     await hook.start()
-    env = {**replica_env(replica, e2e_agent), "BOT_WEBHOOK_SECRET": "hook-secret"}
+    env = {**replica_env(replica, agent), "BOT_WEBHOOK_SECRET": "hook-secret"}
     run = await JoinRun(url, "tone-660", env, ["--name=Agent Bot", f"--webhook={hook.url}"]).start()
     try:
         await in_call(run)
-        calls_before = len(e2e_agent.calls)
-        started = await host.clock()
-        await host.play_tone(440, 3.0)
-        heard = await host.heard_since(started)
-        call = e2e_agent.calls[-1]
-        assert len(e2e_agent.calls) == calls_before  # one agent session, opened at admission
+        calls_before = len(agent.calls)
+        started = await host.play_tone(440, 3.0)
+        await asyncio.sleep(3.3)
+        _, samples = await host.heard_since(started)
+        heard = to_pcm(samples)
+        call = agent.calls[-1]
+        assert len(agent.calls) == calls_before  # one agent session, opened at admission
         assert abs(dominant_frequency(bytes(call.heard)) - 440) < 15, call.summary()
         reply = heard[len(heard) // 2 :]
         assert rms_dbfs(reply) > -45
@@ -119,19 +100,19 @@ async def test_person_and_agent_hear_each_other_then_host_ends(
 
 
 async def test_lobby_then_admitted_never_reports_in_call_before_admission(
-    replica: ReplicaServer, e2e_agent: StandInAgent
+    replica: ReplicaServer, agent: StandInAgent
 ) -> None:
     mid, url = new_meeting("meet")
     room = replica.room("meet", mid)
     room.config.lobby = True
     host = await person(replica, "meet", mid)
-    run = await JoinRun(url, "echo", replica_env(replica, e2e_agent), ["--name=Lobby Bot"]).start()
+    run = await JoinRun(url, "echo", replica_env(replica, agent), ["--name=Lobby Bot"]).start()
     try:
         await run.wait_event("awaiting_admission", 40)
-        calls = len(e2e_agent.calls)
+        calls = len(agent.calls)
         await asyncio.sleep(2)
         assert "in_call" not in run.kinds()
-        assert len(e2e_agent.calls) == calls, "the agent was connected while the bot waited in the lobby"
+        assert len(agent.calls) == calls, "the agent was connected while the bot waited in the lobby"
         await room.admit("Lobby Bot")
         await in_call(run)
         run.signal(signal.SIGINT)
@@ -144,10 +125,10 @@ async def test_lobby_then_admitted_never_reports_in_call_before_admission(
 
 
 @pytest.mark.parametrize("platform", ["meet", "zoom"])
-async def test_removed_by_host(replica: ReplicaServer, e2e_agent: StandInAgent, platform: str) -> None:
+async def test_removed_by_host(replica: ReplicaServer, agent: StandInAgent, platform: str) -> None:
     mid, url = new_meeting(platform)
     host = await person(replica, platform, mid)
-    run = await JoinRun(url, "echo", replica_env(replica, e2e_agent), ["--name=Removed Bot"]).start()
+    run = await JoinRun(url, "echo", replica_env(replica, agent), ["--name=Removed Bot"]).start()
     try:
         await in_call(run)
         await replica.room(platform, mid).remove("Removed Bot")
@@ -159,10 +140,10 @@ async def test_removed_by_host(replica: ReplicaServer, e2e_agent: StandInAgent, 
     assert run.last("summary")["ended_by"] == "meeting"
 
 
-async def test_alone_after_everyone_left(replica: ReplicaServer, e2e_agent: StandInAgent) -> None:
+async def test_alone_after_everyone_left(replica: ReplicaServer, agent: StandInAgent) -> None:
     mid, url = new_meeting("zoom")
     host = await person(replica, "zoom", mid)
-    run = await JoinRun(url, "echo", replica_env(replica, e2e_agent), ["--alone-after=2"]).start()
+    run = await JoinRun(url, "echo", replica_env(replica, agent), ["--alone-after=2"]).start()
     try:
         await in_call(run)
         await host.close()
@@ -176,10 +157,10 @@ async def test_alone_after_everyone_left(replica: ReplicaServer, e2e_agent: Stan
     assert run.last("summary")["ended_by"] == "bot"
 
 
-async def test_maximum_duration(replica: ReplicaServer, e2e_agent: StandInAgent) -> None:
+async def test_maximum_duration(replica: ReplicaServer, agent: StandInAgent) -> None:
     mid, url = new_meeting("meet")
     host = await person(replica, "meet", mid)
-    run = await JoinRun(url, "echo", replica_env(replica, e2e_agent), ["--max-duration=4"]).start()
+    run = await JoinRun(url, "echo", replica_env(replica, agent), ["--max-duration=4"]).start()
     try:
         await in_call(run)
         assert await run.wait(30) == ExitCode.COMPLETED
@@ -193,11 +174,11 @@ async def test_maximum_duration(replica: ReplicaServer, e2e_agent: StandInAgent)
 
 @pytest.mark.parametrize("platform", ["meet", "zoom"])
 async def test_sigterm_leaves_the_meeting_and_exits_0_within_5_s(
-    replica: ReplicaServer, e2e_agent: StandInAgent, platform: str
+    replica: ReplicaServer, agent: StandInAgent, platform: str
 ) -> None:
     mid, url = new_meeting(platform)
     host = await person(replica, platform, mid)
-    run = await JoinRun(url, "echo", replica_env(replica, e2e_agent), ["--name=Term Bot"]).start()
+    run = await JoinRun(url, "echo", replica_env(replica, agent), ["--name=Term Bot"]).start()
     try:
         await in_call(run)
         sent = time.monotonic()
@@ -215,10 +196,10 @@ async def test_sigterm_leaves_the_meeting_and_exits_0_within_5_s(
     assert run.last("summary")["ended_by"] == "user"
 
 
-async def test_agent_refuses_the_key(replica: ReplicaServer, e2e_agent: StandInAgent) -> None:
+async def test_agent_refuses_the_key(replica: ReplicaServer, agent: StandInAgent) -> None:
     mid, url = new_meeting("meet")
     host = await person(replica, "meet", mid)
-    env = replica_env(replica, e2e_agent, key="sk-wrong-key-000")
+    env = replica_env(replica, agent, key="sk-wrong-key-000")
     run = await JoinRun(url, "echo", env, ["--name=Keyless Bot"]).start()
     try:
         assert await run.wait(40) == ExitCode.BAD_KEY

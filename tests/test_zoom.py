@@ -13,18 +13,20 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pytest
-from bot.browser import BotBrowser
-from bot.testing.participant import Participant
+import pytest_asyncio
+from playwright.async_api import WebSocket
 
 from bot.audio import AudioDevices, PcmCapture, PcmPlayback
-from bot.audio.analysis import dominant_frequency, tone
+from bot.audio.analysis import tone
 from bot.audio.streams import wait_for_streams
+from bot.browser import BotBrowser
 from bot.platforms.base import CallPolicy, CallState, EndReason, FailureCode, JoinFailure, JoinPolicy
 from bot.platforms.urls import MeetingUrl, parse_meeting_url
 from bot.platforms.zoom import ZoomPlatform
-from bot.testing.replica.server import ReplicaServer, Room
+from bot.testing.participant import Participant, to_pcm
+from bot.testing.replica.room import Room
+from bot.testing.replica.server import ReplicaServer
 from bot.testing.replica.zoom_pages import ZoomClientOptions, ZoomPages
 from tests.bridge_support import loud_frequency
 
@@ -47,7 +49,7 @@ class Replica:
         return self.server.room("zoom", meeting_id)
 
 
-@pytest.fixture(scope="module", loop_scope="module")
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def replica() -> AsyncIterator[Replica]:
     server = ReplicaServer()
     await server.start()
@@ -66,32 +68,34 @@ class Bot:
     browser: BotBrowser
     replica: Replica
     states: list[CallState] = field(default_factory=list)
+    sockets: list[WebSocket] = field(default_factory=list)  # the page's WebSockets (the room connection)
     zoom: ZoomPlatform | None = None
 
-    async def open(self, meeting: MeetingUrl, **adapter: float) -> ZoomPlatform:
+    async def open(self, meeting: MeetingUrl, host_retry_s: float = 15.0) -> ZoomPlatform:
         page = await self.browser.start(self.devices.browser)
-        self.zoom = ZoomPlatform(page, meeting, poll_s=0.1, **adapter)
+        page.on("websocket", lambda ws: self.sockets.append(ws))
+        self.zoom = ZoomPlatform(page, meeting, poll_s=0.1, host_retry_s=host_retry_s)
         return self.zoom
 
     async def join(
-        self, meeting: MeetingUrl, policy: JoinPolicy | None = None, **adapter: float
+        self, meeting: MeetingUrl, policy: JoinPolicy | None = None, host_retry_s: float = 15.0
     ) -> ZoomPlatform:
-        zoom = await self.open(meeting, **adapter)
+        zoom = await self.open(meeting, host_retry_s)
         await zoom.join(NAME, policy or JoinPolicy(ui_timeout_s=10), self.states.append)
         return zoom
 
     async def join_fails(
-        self, meeting: MeetingUrl, policy: JoinPolicy | None = None, **adapter: float
+        self, meeting: MeetingUrl, policy: JoinPolicy | None = None, host_retry_s: float = 15.0
     ) -> JoinFailure:
         """Joins expecting a typed failure; saves artifacts for it as the session does."""
         with pytest.raises(JoinFailure) as caught:
-            await self.join(meeting, policy, **adapter)
+            await self.join(meeting, policy, host_retry_s)
         failure = caught.value
         failure.artifacts = await self.browser.save_artifacts(failure.code.value)
         return failure
 
 
-@pytest.fixture(loop_scope="module")
+@pytest_asyncio.fixture(loop_scope="module")
 async def bot(replica: Replica, tmp_path: Path) -> AsyncIterator[Bot]:
     devices = AudioDevices()
     await devices.start()
@@ -157,7 +161,10 @@ async def test_client_inside_the_pwa_frame_joins(bot: Bot, replica: Replica) -> 
     zoom = await bot.join(wc(meeting_id, "fromPWA=1"))
     assert bot.states == [CallState.JOINING, CallState.IN_CALL]
     assert zoom.page.main_frame.child_frames, "the client should have run inside iframe#webclient"
-    await replica.room(meeting_id).wait_for(NAME, "in_call", 5)
+    room = replica.room(meeting_id)
+    await room.wait_for(NAME, "in_call", 5)
+    # "Join Audio by Computer" was clicked inside the frame: the bot joined the audio mesh.
+    assert ("audio", NAME) in [(event, name) for _, event, name in room.log]
 
 
 async def test_passcode_is_typed_when_the_page_asks(bot: Bot, replica: Replica) -> None:
@@ -165,6 +172,29 @@ async def test_passcode_is_typed_when_the_page_asks(bot: Bot, replica: Replica) 
     replica.room(meeting_id).config.passcode = "778899"
     await bot.join(wc(meeting_id, passcode="778899"))
     assert bot.states[-1] is CallState.IN_CALL
+
+
+async def test_only_real_typing_enables_join(bot: Bot, replica: Replica) -> None:
+    """The replica keeps Zoom's rule the adapter relies on: a name set by script leaves Join disabled."""
+    meeting_id = new_id()
+    replica.zoom.options[meeting_id] = ZoomClientOptions(cookie_banner=False, permission_prompts=0)
+    page = await bot.browser.start(bot.devices.browser)
+    await page.goto(wc(meeting_id).join_url)
+    name = page.locator("#input-for-name")
+    join = page.locator("button.preview-join-button")
+    await name.evaluate("(el) => { el.value = 'Script'; el.dispatchEvent(new Event('input')); }")
+    assert await join.is_disabled()
+    await name.press_sequentially("x")
+    assert await join.is_enabled()
+
+
+async def test_unknown_page_is_ui_changed_with_artifacts(bot: Bot, replica: Replica) -> None:
+    meeting = MeetingUrl("zoom", "https://app.zoom.us/wc/v9/join-unknown", "v9")
+    started = time.monotonic()
+    failure = await bot.join_fails(meeting, JoinPolicy(ui_timeout_s=2.0))
+    assert failure.code is FailureCode.UI_CHANGED
+    assert 2.0 <= time.monotonic() - started < 6
+    artifacts_show(failure, "Not Found")
 
 
 async def test_wrong_passcode_fails_fast(bot: Bot, replica: Replica) -> None:
@@ -241,11 +271,20 @@ async def test_removed_from_the_waiting_room_is_denied(bot: Bot, replica: Replic
     assert CallState.IN_CALL not in bot.states
 
 
+async def test_waiting_room_bounded_by_the_bots_lobby_timeout(bot: Bot, replica: Replica) -> None:
+    meeting_id = new_id()
+    replica.room(meeting_id).config.lobby = True
+    failure = await bot.join_fails(wc(meeting_id), JoinPolicy(lobby_timeout_s=1.5, ui_timeout_s=10))
+    assert failure.code is FailureCode.LOBBY_TIMEOUT
+    assert bot.states == [CallState.JOINING, CallState.AWAITING_ADMISSION]
+    artifacts_show(failure, "Please wait, the meeting host will let you in soon")
+
+
 async def test_host_starts_within_the_retry_window(bot: Bot, replica: Replica) -> None:
     meeting_id = new_id()
     room = replica.room(meeting_id)
     room.config.host_present = False
-    zoom = await bot.open(wc(meeting_id))
+    zoom = await bot.open(wc(meeting_id), host_retry_s=0.7)
     join = asyncio.create_task(
         zoom.join(NAME, JoinPolicy(ui_timeout_s=10, host_absent_timeout_s=20), bot.states.append)
     )
@@ -322,12 +361,15 @@ async def test_removed_or_ended_by_host(bot: Bot, replica: Replica, action: str,
 
 async def test_alone_then_leaves_through_the_confirm_dialog(bot: Bot, replica: Replica) -> None:
     zoom, room = await _in_call(bot, replica, footer_hide_ms=300)
+    sent: list[str] = []  # the client's WebSocket frames: "leave" is sent only by "Leave Meeting"
+    bot.sockets[-1].on("framesent", lambda payload: sent.append(str(payload)))
     started = time.monotonic()
     assert await asyncio.wait_for(zoom.wait_for_end(CallPolicy(alone_after_s=1.5)), 10) is EndReason.ALONE
     assert 1.5 <= time.monotonic() - started < 5
     # The footer has hidden by now: leave must bring it back, click Leave, then "Leave Meeting".
     await asyncio.wait_for(zoom.leave(), 10)
     await room.wait_for(NAME, "left", 5)
+    assert any('"leave"' in frame for frame in sent), "left by navigating away, not through the dialog"
     await zoom.leave()  # idempotent
 
 
@@ -369,8 +411,8 @@ async def test_audio_both_ways_with_a_participant(bot: Bot, replica: Replica) ->
                 t0 = await host.clock()
                 await mic.write(tone(660, 2.0))
                 await asyncio.sleep(0.5)
-                received = await host.heard_since(t0)
-                assert abs(_loud_hz(received) - 660) < 5
+                _, received = await host.heard_since(t0)
+                assert abs(loud_frequency(to_pcm(received)) - 660) < 5
             finally:
                 await mic.close()
                 await capture.close()
@@ -379,8 +421,3 @@ async def test_audio_both_ways_with_a_participant(bot: Bot, replica: Replica) ->
             waiting.cancel()
     finally:
         await host.close()
-
-
-def _loud_hz(samples: np.ndarray) -> float:
-    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
-    return loud_frequency(pcm) if pcm else dominant_frequency(pcm)

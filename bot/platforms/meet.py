@@ -160,9 +160,10 @@ class MeetPlatform(Platform):
                     progress_at = now
             elif screen is Screen.PREJOIN:
                 prejoin_since = prejoin_since if prejoin_since is not None else now
-                silent = snap.audio_elements == 0 and now - prejoin_since >= self.audio_reload_s
-                if silent and self.reloads < self.max_reloads:
-                    # Meet's alternate audio setup has no <audio> elements and plays nothing.
+                # Meet's alternate audio setup has no <audio> elements and plays nothing: joining
+                # would give a silent call. Wait a little for them, then reload (bounded).
+                silent = snap.audio_elements == 0 and self.reloads < self.max_reloads
+                if silent and now - prejoin_since >= self.audio_reload_s:
                     self.reloads += 1
                     log.info("meet: pre-join page has no <audio> elements; reloading (%d)", self.reloads)
                     await self._goto(self.meeting.join_url)
@@ -171,7 +172,7 @@ class MeetPlatform(Platform):
                 acted = await self._prepare(display_name, snap, clicks)
                 if acted:
                     progress_at = now
-                elif snap.join_enabled and now - last_join_click >= 2.0:
+                elif not silent and snap.join_enabled and now - last_join_click >= 2.0:
                     last_join_click = now
                     if await self._click_button("join"):
                         progress_at = now

@@ -69,7 +69,7 @@ class MeetPages:
     def options_for(self, code: str) -> MeetClientOptions:
         return self.options.get(code, self.default_options)
 
-    def routes(self, server: ReplicaServer) -> list[web.RouteDef]:
+    def routes(self, server: ReplicaServer) -> list[web.AbstractRouteDef]:
         async def client(request: web.Request) -> web.Response:
             code = request.match_info["code"]
             if "hs" not in request.query:
@@ -83,7 +83,8 @@ class MeetPages:
             self.loads[code] = self.loads.get(code, 0) + 1
             options = self.options_for(code)
             in_call = [p.name for p in room.in_call()]
-            return _html(_client_page(code, options, in_call, self.loads[code] <= options.no_audio_loads))
+            no_audio = self.loads[code] <= options.no_audio_loads
+            return _html(_client_page(code, options, room.config.lobby, in_call, no_audio))
 
         async def landing(request: web.Request) -> web.Response:
             return _html(_read("meet_landing.html"))
@@ -109,10 +110,13 @@ def create_pages() -> MeetPages:
 _NO_CACHE = {"Cache-Control": "no-store"}
 
 
-def _client_page(code: str, options: MeetClientOptions, in_call: list[str], no_audio: bool) -> str:
+def _client_page(
+    code: str, options: MeetClientOptions, lobby: bool, in_call: list[str], no_audio: bool
+) -> str:
     """The client with its configuration inlined as JSON (the client reads it before anything else)."""
     cfg: dict[str, Any] = {
         "code": code,
+        "askToJoin": lobby,
         "inCall": in_call,
         "gettingReadyMs": options.getting_ready_ms,
         "permissionDialog": options.permission_dialog,

@@ -122,17 +122,14 @@ class ReplicaServer:
     # ---- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
         app = web.Application()
-        # Shared routes first: they answer on every host, ahead of the per-host page apps.
-        app.router.add_get("/_replica/room.js", self._static("room.js"))
-        app.router.add_get("/_replica/participant.js", self._static("participant.js"))
-        app.router.add_get("/_replica/participant", self._static("participant.html"))
-        app.router.add_get("/_replica/ws", self._websocket)
-        app.router.add_get("/_replica/control/{platform}/{meeting_id}", self._control_state)
-        app.router.add_post("/_replica/control/{platform}/{meeting_id}/{action}", self._control_action)
+        self._add_shared_routes(app)
         for pages in self._pages:
             routes = pages.routes(self)
             for host in pages.hosts:
+                # A domain's app answers every path on that host (aiohttp does not fall back to the
+                # parent), so each gets the shared routes too.
                 sub = web.Application()
+                self._add_shared_routes(sub)
                 sub.add_routes(routes)
                 app.add_domain(host, sub)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -157,6 +154,14 @@ class ReplicaServer:
             await self._runner.cleanup()
 
     # ---- handlers -----------------------------------------------------------------------------------
+    def _add_shared_routes(self, app: web.Application) -> None:
+        app.router.add_get("/_replica/room.js", self._static("room.js"))
+        app.router.add_get("/_replica/participant.js", self._static("participant.js"))
+        app.router.add_get("/_replica/participant", self._static("participant.html"))
+        app.router.add_get("/_replica/ws", self._websocket)
+        app.router.add_get("/_replica/control/{platform}/{meeting_id}", self._control_state)
+        app.router.add_post("/_replica/control/{platform}/{meeting_id}/{action}", self._control_action)
+
     @staticmethod
     def _static(name: str) -> Any:
         path = REPLICA_DIR / name

@@ -1,0 +1,96 @@
+"""What the benchmark scripts measure: CPU and memory of process trees (from /proc), and beep delays."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(root: int) -> set[int]:
+    """`root` and all its live descendants."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    tree, stack = {root}, [root]
+    while stack:
+        for child in parents.get(stack.pop(), []):
+            if child not in tree:
+                tree.add(child)
+                stack.append(child)
+    return tree
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User + system CPU time of these processes (those still alive)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / _TICKS_PER_S
+
+
+def pss_mb(pids: Iterable[int]) -> float:
+    """Proportional set size in MB: shared pages split between the processes sharing them."""
+    total_kb = 0
+    for pid in pids:
+        try:
+            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("Pss:"):
+                total_kb += int(line.split()[1])
+    return total_kb / 1024
+
+
+@dataclass
+class CpuWindow:
+    """CPU use of a set of process trees over a window, as % of one core."""
+
+    roots: Sequence[int]
+    _cpu0: float = 0.0
+    _t0: float = 0.0
+
+    def pids(self) -> set[int]:
+        return set().union(*(process_tree(r) for r in self.roots)) if self.roots else set()
+
+    def start(self) -> None:
+        self._cpu0 = cpu_seconds(self.pids())
+        self._t0 = time.monotonic()
+
+    def percent(self) -> float:
+        """Since `start()`. Processes that exited in between drop out; keep the window on a steady state."""
+        return 100 * (cpu_seconds(self.pids()) - self._cpu0) / (time.monotonic() - self._t0)
+
+
+def pair_delays_ms(sent: Sequence[float], heard: Sequence[float], window_s: float = 0.8) -> list[float]:
+    """For each sent onset, the delay to the first heard onset after it within `window_s`, in ms."""
+    delays = []
+    for s in sent:
+        later = [h for h in heard if s <= h <= s + window_s]
+        if later:
+            delays.append((later[0] - s) * 1000)
+    return delays
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) by linear interpolation; nan when empty."""
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return float(values[0])
+    return float(statistics.quantiles(values, n=100, method="inclusive")[max(0, min(98, round(q) - 1))])

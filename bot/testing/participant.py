@@ -1,0 +1,172 @@
+"""A simulated human in a replica meeting: a second headless Chromium that speaks and listens.
+
+It opens the replica's participant page (no pre-join UI), which joins the room through `room.js`. Its
+microphone is a Web Audio stream fed by tones, beeps or a WAV, and what it hears is captured in the same
+AudioContext: send and receive times share one clock (the "page clock", in seconds). `wall_time()` maps
+page-clock times to `time.time()` so two participants' times can be compared.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import numpy as np
+import numpy.typing as npt
+
+from bot.audio import AudioDevices
+from bot.audio.analysis import onsets
+from bot.browser import BotBrowser
+from bot.settings import BrowserSection
+from bot.testing.replica.server import ReplicaServer
+
+Audio = npt.NDArray[np.float32]
+
+PLATFORM_HOSTS = {"meet": "meet.google.com", "zoom": "zoom.us"}
+
+
+class Participant:
+    def __init__(
+        self,
+        server: ReplicaServer,
+        platform: str,
+        meeting_id: str,
+        name: str = "Host",
+        host: bool = True,
+        passcode: str = "",
+        settings: BrowserSection | None = None,
+    ) -> None:
+        self.server = server
+        self.platform = platform
+        self.meeting_id = meeting_id
+        self.name = name
+        self.host = host
+        self.passcode = passcode
+        self._settings = settings
+        self.join_result = ""
+        self._devices: AudioDevices | None = None
+        self._browser: BotBrowser | None = None
+        self._dir: Path | None = None
+        self._closed = False
+        self._wall_offset = 0.0  # wall seconds = page clock + offset
+
+    @property
+    def url(self) -> str:
+        query = {"platform": self.platform, "room": self.meeting_id, "name": self.name}
+        if self.host:
+            query["host"] = "1"
+        if self.passcode:
+            query["passcode"] = self.passcode
+        return f"https://{PLATFORM_HOSTS[self.platform]}/_replica/participant?{urlencode(query)}"
+
+    @property
+    def browser(self) -> BotBrowser:
+        if self._browser is None:
+            raise RuntimeError("participant not started")
+        return self._browser
+
+    async def start(self) -> None:
+        """Opens the page and joins; `join_result` says how ("admitted", "waiting", ...)."""
+        try:
+            # Its own PulseAudio, so Chromium has an output and its AudioContext runs.
+            self._devices = AudioDevices()
+            audio = await self._devices.start()
+            self._dir = Path(tempfile.mkdtemp(prefix="bot-replica-participant-"))
+            self._browser = BotBrowser(self.server.browser_section(self._settings), self._dir)
+            page = await self._browser.start(audio)
+            await page.goto(self.url)
+            self.join_result = str(await self._evaluate("() => participant.ready"))
+            await self.sync_clock()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _evaluate(self, script: str, arg: Any = None) -> Any:
+        return await self.browser.page.evaluate(script, arg)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._browser is not None:
+            await self._browser.close()
+        if self._devices is not None:
+            await self._devices.close()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+    async def leave(self) -> None:
+        """Leaves the room (the browser stays open)."""
+        await self._evaluate("() => participant.leave()")
+
+    # ---- clock ---------------------------------------------------------------------------------------
+    async def clock(self) -> float:
+        """Now, on the page clock (AudioContext time, s)."""
+        return float((await self._evaluate("() => participant.clock()"))["ctx"])
+
+    async def sync_clock(self) -> float:
+        """Re-measures the page clock against the wall clock; returns the offset (s)."""
+        best: tuple[float, float] | None = None
+        for _ in range(5):
+            c = await self._evaluate("() => participant.clock()")
+            offset = c["wall"] / 1000 - c["ctx"]
+            # The page clock moves in render blocks: the largest offset is the freshest reading.
+            if best is None or offset > best[0]:
+                best = (offset, c["ctx"])
+        assert best is not None
+        self._wall_offset = best[0]
+        return self._wall_offset
+
+    def wall_time(self, page_time: float) -> float:
+        """A page-clock time as `time.time()` seconds (to compare two participants' times)."""
+        return page_time + self._wall_offset
+
+    # ---- speaking ------------------------------------------------------------------------------------
+    async def play_tone(self, hz: float, seconds: float, gain: float = 0.5) -> float:
+        """Starts a tone on the microphone; returns its start (page clock). Does not wait for its end."""
+        return float(
+            await self._evaluate("([h, s, g]) => participant.playTone(h, s, g)", [hz, seconds, gain])
+        )
+
+    async def play_beeps(
+        self, count: int, interval_s: float, hz: float = 1000, beep_ms: int = 60
+    ) -> list[float]:
+        """Schedules `count` beeps; returns their start times (page clock)."""
+        times = await self._evaluate(
+            "([n, i, h, m]) => participant.playBeeps(n, i, h, m)", [count, interval_s, hz, beep_ms]
+        )
+        return [float(t) for t in times]
+
+    async def play_wav(self, wav: bytes) -> float:
+        """Plays a WAV file's audio on the microphone; returns its start (page clock)."""
+        reply = await self._evaluate("(b) => participant.playWav(b)", base64.b64encode(wav).decode())
+        return float(reply["start"])
+
+    # ---- listening -----------------------------------------------------------------------------------
+    async def heard_since(self, since: float) -> tuple[float, Audio]:
+        """(start on the page clock, mono float32 48 kHz samples) of everything heard from `since` on."""
+        reply = await self._evaluate("(t) => participant.heardSince(t)", since)
+        data = np.frombuffer(base64.b64decode(reply["data"]), dtype=np.float32)
+        return float(reply["start"]), data
+
+    async def heard(self) -> Audio:
+        """Everything heard since the page started listening (mono float32, 48 kHz)."""
+        return (await self.heard_since(0.0))[1]
+
+    async def heard_onsets(self, threshold_dbfs: float = -30.0, since: float = 0.0) -> list[float]:
+        """Times (page clock) where heard sound rises above `threshold_dbfs` after a quiet gap."""
+        start, samples = await self.heard_since(since)
+        return [start + t for t in onsets(to_pcm(samples), threshold_dbfs=threshold_dbfs)]
+
+    async def events(self) -> list[dict[str, Any]]:
+        """Messages the room sent this page (admitted, participants, removed, ...)."""
+        return list(await self._evaluate("() => participant.state.events"))
+
+
+def to_pcm(samples: Audio) -> bytes:
+    """float32 samples → s16le bytes (the format bot.audio.analysis measures)."""
+    return (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
