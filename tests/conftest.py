@@ -13,6 +13,7 @@ import pytest
 from bot.audio import AudioDevices
 from bot.testing.agent import StandInAgent
 from tests.bridge_support import KEY
+from tests.replica_fixtures import bot_audio, bot_browser, make_participant, replica  # noqa: F401
 
 _TMP_PREFIXES = ("bot-pulse-", "bot-browser-", "bot-session-", "bot-agent-", "bot-replica-")
 

@@ -19,7 +19,6 @@ from bot.testing.participant import Participant, to_pcm
 from bot.testing.replica.server import ReplicaServer
 from tests.bridge_support import KEY
 from tests.join_support import JoinRun, replica_env
-from tests.replica_fixtures import replica  # noqa: F401
 from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = [pytest.mark.pulse, pytest.mark.browser, pytest.mark.slow]

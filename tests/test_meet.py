@@ -25,7 +25,7 @@ from bot.platforms.meet import MeetPlatform
 from bot.platforms.meet_ui import Screen
 from bot.platforms.urls import MeetingUrl, parse_meeting_url
 from bot.testing.participant import Participant, to_pcm
-from bot.testing.replica.meet_pages import CALL_ENDED, MeetClientOptions, MeetPages
+from bot.testing.replica.meet_pages import CALL_ENDED, HOST_ENDED, MeetClientOptions, MeetPages
 from bot.testing.replica.room import Room
 from bot.testing.replica.server import ReplicaServer
 
@@ -280,11 +280,11 @@ async def test_removed(bot: Bot, replica: Replica) -> None:
 )
 async def test_meeting_ended(bot: Bot, replica: Replica, notice: str | None, expected: EndReason) -> None:
     code = new_code(f"ended-{expected.value}")
-    if notice is not None:
-        replica.options(code, end_notice=notice)
+    replica.options(code, end_notice=notice or HOST_ENDED, controls_hide_ms=500)
     meet = await bot.join(code)
     ended = asyncio.create_task(meet.wait_for_end(CallPolicy()))
-    await asyncio.sleep(4)  # past the control bar's auto-hide: a hidden Leave button is not an end
+    await asyncio.sleep(1.5)  # past the control bar's auto-hide: a hidden Leave button is not an end
+    assert await meet.page.locator('[aria-label="Leave call"]').is_hidden()
     assert not ended.done()
     await replica.room(code).end()
     assert await asyncio.wait_for(ended, 5) is expected
