@@ -119,6 +119,7 @@ async def _converse(
     room = server.room("meet", parse_meeting_url(MEETING_URL).meeting_id)
     # The person is the host: the bot knocks and the host lets it in, as in a real Meet call.
     await room.wait_for(bot_name, "waiting", 60)
+    await asyncio.sleep(1.5)  # a person takes a moment to click Admit
     await room.admit(bot_name)
     await _until("the agent connecting", 30, lambda: agent.calls)
     await asyncio.sleep(1.0)  # let both media paths settle before speaking

@@ -98,7 +98,8 @@ def _describe(event: BotEvent) -> str:
         case EventKind.AGENT_RECONNECTING:
             return f"attempt {d.get('attempt')}: {d.get('detail', '')}"
         case EventKind.ENDED:
-            return f"reason={d.get('reason')}"
+            by = f" by={d['by']}" if d.get("by") else ""
+            return f"reason={d.get('reason')}{by}"
         case EventKind.FAILED:
             arts = d.get("artifacts") or []
             saved = f" (saved: {', '.join(arts)})" if arts else ""
