@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -107,11 +108,16 @@ async def test_crashed_page_is_reported(bot_browser: BotBrowser):
     page = bot_browser.page
     await page.goto("https://meet.google.com/_replica/participant?room=crash&name=Crash")
     cdp = await page.context.new_cdp_session(page)
-    with pytest.raises(Exception):  # noqa: B017 - the renderer dies mid-call; any error is fine
-        await cdp.send("Page.crash")
-    async with asyncio.timeout(10):
-        await bot_browser.wait_crashed()
-    assert "crashed" in bot_browser.crash_reason
+    # The renderer dies mid-command: Playwright answers that command only when the browser closes.
+    crash = asyncio.create_task(cdp.send("Page.crash"))
+    try:
+        async with asyncio.timeout(10):
+            await bot_browser.wait_crashed()
+        assert "crashed" in bot_browser.crash_reason
+    finally:
+        await bot_browser.close()
+        with contextlib.suppress(Exception):
+            await crash
 
 
 async def test_missing_executable_is_a_clear_error(bot_audio: AudioDevices, tmp_path: Path):

@@ -70,7 +70,7 @@ async def test_three_bots_each_hear_and_are_heard_only_in_their_own_room(
                 for i, (mid, _, agent_hz) in enumerate(ROOMS)
             ]
             for record in records:
-                await wait_state(service, record.bot_id, {BotState.IN_CALL}, timeout=90)
+                await wait_state(service, record.id, {BotState.IN_CALL}, timeout=90)
             await asyncio.sleep(2)
             starts = await asyncio.gather(
                 *(p.play_tone(hz, 3.0) for p, (_, hz, _) in zip(people, ROOMS, strict=True))
@@ -79,7 +79,7 @@ async def test_three_bots_each_hear_and_are_heard_only_in_their_own_room(
             heard = [to_pcm((await p.heard_since(t))[1]) for p, t in zip(people, starts, strict=True)]
             for room in ROOMS:
                 await replica.room("meet", room[0]).end()
-            ended = [await wait_state(service, r.bot_id, {BotState.ENDED}, timeout=30) for r in records]
+            ended = [await wait_state(service, r.id, {BotState.ENDED}, timeout=30) for r in records]
     finally:
         await asyncio.gather(*(p.close() for p in people))
 

@@ -284,7 +284,7 @@ async def test_meeting_ended(bot: Bot, replica: Replica, notice: str | None, exp
     meet = await bot.join(code)
     ended = asyncio.create_task(meet.wait_for_end(CallPolicy()))
     await asyncio.sleep(1.5)  # past the control bar's auto-hide: a hidden Leave button is not an end
-    assert await meet.page.locator('[aria-label="Leave call"]').is_hidden()
+    assert await meet.page.locator('#call [aria-label="Leave call"]').is_hidden()
     assert not ended.done()
     await replica.room(code).end()
     assert await asyncio.wait_for(ended, 5) is expected

@@ -167,9 +167,10 @@ async def test_client_inside_the_pwa_frame_joins(bot: Bot, replica: Replica) -> 
     assert ("audio", NAME) in [(event, name) for _, event, name in room.log]
 
 
-async def test_passcode_is_typed_when_the_page_asks(bot: Bot, replica: Replica) -> None:
+async def test_passcode_is_typed_and_terms_ticked_when_the_page_asks(bot: Bot, replica: Replica) -> None:
     meeting_id = new_id()
     replica.room(meeting_id).config.passcode = "778899"
+    replica.zoom.options[meeting_id] = ZoomClientOptions(terms=True)
     await bot.join(wc(meeting_id, passcode="778899"))
     assert bot.states[-1] is CallState.IN_CALL
 

@@ -196,7 +196,8 @@ class ZoomPlatform(Platform):
         if snap.visible.get("name_input") and snap.name_value != display_name:
             await self._type("name_input", display_name, snap)
             return True
-        if snap.visible.get("terms_agree"):
+        if snap.visible.get("terms_agree") and not snap.terms_agreed:
+            # Ticked once: clicking a ticked checkbox again would untick it.
             return await self._click_css("terms_agree", snap)
         return False
 

@@ -91,7 +91,8 @@ SNAPSHOT_JS = """
   const shown = (el) => rendered(el) && getComputedStyle(el).visibility !== "hidden";
   const body = fold(document.body ? document.body.innerText : "");
   const out = {title: document.title, url: location.href, present: {}, visible: {}, buttons: {}, texts: [],
-               joinEnabled: false, nameValue: null, passcodeValue: null, participants: null, audioLabel: null,
+               joinEnabled: false, nameValue: null, passcodeValue: null, termsAgreed: null,
+               participants: null, audioLabel: null,
                webclientFrame: !!document.querySelector("iframe#webclient")};
   for (const [key, list] of Object.entries(sel)) {
     const els = list.flatMap((s) => Array.from(document.querySelectorAll(s)));
@@ -114,6 +115,9 @@ SNAPSHOT_JS = """
   if (name) out.nameValue = name.value;
   const pwd = first("passcode_input");
   if (pwd) out.passcodeValue = pwd.value;
+  // The terms are a checkbox that stays on screen once ticked (a disclaimer button goes away instead).
+  const terms = first("terms_agree");
+  if (terms) out.termsAgreed = terms.type === "checkbox" ? terms.checked : false;
   for (const s of sel.participants) {
     const el = document.querySelector(s);
     if (!el) continue;
@@ -163,6 +167,7 @@ class Snapshot:
     join_enabled: bool = False
     name_value: str | None = None
     passcode_value: str | None = None
+    terms_agreed: bool | None = None  # None: no terms shown
     participants: int | None = None
     audio_label: str | None = None
     frame_of: dict[str, int] = field(default_factory=dict)
@@ -191,6 +196,8 @@ class Snapshot:
             self.join_enabled = True
         if raw.get("passcodeValue") is not None and self.passcode_value is None:
             self.passcode_value = str(raw["passcodeValue"])
+        if raw.get("termsAgreed") is not None and self.terms_agreed is None:
+            self.terms_agreed = bool(raw["termsAgreed"])
         if isinstance(raw.get("participants"), int) and self.participants is None:
             self.participants = int(raw["participants"])  # type: ignore[call-overload]
         if raw.get("audioLabel") is not None and self.audio_label is None:

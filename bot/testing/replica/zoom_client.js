@@ -50,12 +50,15 @@
     const name = $("#input-for-name");
     const pwd = $("#input-for-pwd");
     const join = $(".preview-join-button");
+    const terms = $("#wc_agree1");
     show($("#pwd-row"), cfg.askPasscode);
+    show($("#terms-row"), cfg.terms);
+    terms.addEventListener("change", () => update());
     // Only real typing enables Join: a value set by script fires no trusted input event.
     let typed = false;
     const askPwd = () => !$("#pwd-row").hidden;
     const update = () => {
-      const ok = typed && name.value.trim() !== "" && (!askPwd() || pwd.value !== "");
+      const ok = typed && name.value.trim() !== "" && (!askPwd() || pwd.value !== "") && (!cfg.terms || terms.checked);
       join.disabled = !ok;
       join.classList.toggle("disabled", !ok);
     };

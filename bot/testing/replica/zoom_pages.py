@@ -44,6 +44,7 @@ class ZoomClientOptions:
     cookie_banner: bool = True  # OneTrust covers the page until accepted or rejected
     permission_prompts: int = 2  # Zoom's in-page prompt: camera+mic, then mic only
     audio_dialog: bool = False  # older clients ask "Join Audio by Computer"; newer join audio at once
+    terms: bool = False  # some regions show a terms checkbox (#wc_agree1) that Join waits for
     footer_hide_ms: int = 3000  # the call footer hides after this long without pointer movement
     # Real clients keep echo cancellation, noise suppression and auto gain on; they cut a steady tone by
     # ~19 dB in 2.5 s, so tone tests turn them off (speech passes either way).
@@ -140,6 +141,7 @@ def _client_page(meeting_id: str, url_pwd: str, passcode: str, options: ZoomClie
         "cookieBanner": options.cookie_banner,
         "permissionPrompts": options.permission_prompts,
         "audioDialog": options.audio_dialog,
+        "terms": options.terms,
         "footerHideMs": options.footer_hide_ms,
         "audioProcessing": options.audio_processing,
         "topic": options.topic,
