@@ -79,7 +79,7 @@ class BotBrowser:
             raise BrowserError("a BotBrowser starts once")
         self._dir = Path(tempfile.mkdtemp(prefix="bot-browser-"))
         (self._dir / "tmp").mkdir()
-        env = {**os.environ, **audio.env(), "TMPDIR": str(self._dir / "tmp")}
+        env: dict[str, str | float | bool] = {**os.environ, **audio.env(), "TMPDIR": str(self._dir / "tmp")}
         try:
             self._playwright = await async_playwright().start()
             self._context = await self._playwright.chromium.launch_persistent_context(

@@ -17,7 +17,6 @@ from bot.audio.streams import wait_for_streams
 from bot.browser import BotBrowser
 from bot.settings import BrowserSection
 from bot.testing.replica import ReplicaServer
-from tests.replica_fixtures import bot_audio, bot_browser, replica  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.pulse]
 
@@ -77,7 +76,7 @@ async def test_close_is_idempotent_and_never_reports_a_crash(
     browser = BotBrowser(replica.browser_section(), tmp_path)
     await browser.start(bot_audio.browser)
     pid = browser.pid
-    assert pid is not None and Path(f"/proc/{pid}").exists()
+    assert pid is not None and os.path.exists(f"/proc/{pid}")  # noqa: ASYNC240
     watcher = asyncio.create_task(browser.wait_crashed())
     await browser.close()
     await browser.close()

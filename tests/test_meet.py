@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 
 from bot.audio import AudioDevices, PcmCapture, PcmPlayback
-from bot.audio.analysis import dominant_frequency, tone
+from bot.audio.analysis import tone
 from bot.audio.streams import wait_for_streams
 from bot.browser import BotBrowser
 from bot.platforms.base import CallPolicy, CallState, EndReason, FailureCode, JoinFailure, JoinPolicy
@@ -28,6 +28,7 @@ from bot.testing.participant import Participant, to_pcm
 from bot.testing.replica.meet_pages import CALL_ENDED, HOST_ENDED, MeetClientOptions, MeetPages
 from bot.testing.replica.room import Room
 from bot.testing.replica.server import ReplicaServer
+from tests.bridge_support import loud_frequency
 
 pytestmark = [pytest.mark.pulse, pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
@@ -315,20 +316,19 @@ async def test_audio_both_ways_then_alone(bot: Bot, replica: Replica) -> None:
         await wait_for_streams(bot.devices.address, [capture.pid])
         await asyncio.sleep(1.0)  # let the peer connection come up
         capture.discard_backlog()
-        await host.play_tone(440, 1.5)
+        await host.play_tone(440, 2.0)
         heard = bytearray()
-        deadline = time.monotonic() + 1.5
-        while time.monotonic() < deadline:
-            heard += (await asyncio.wait_for(capture.queue.get(), 2)).data
-        assert abs(dominant_frequency(bytes(heard)) - 440) < 10
+        for _ in range(100):  # 2 s of 20 ms frames
+            heard += (await asyncio.wait_for(capture.queue.get(), 5)).data
+        assert abs(loud_frequency(bytes(heard)) - 440) < 5
 
         # The agent speaks into the bot's virtual mic: the participant hears it.
         await playback.start()
         since = await host.clock()
-        await playback.write(tone(660, 1.5))
-        await asyncio.sleep(0.8)
+        await playback.write(tone(660, 2.0))
+        await asyncio.sleep(0.5)
         _, samples = await host.heard_since(since)
-        assert abs(dominant_frequency(to_pcm(samples)) - 660) < 10
+        assert abs(loud_frequency(to_pcm(samples)) - 660) < 5
 
         # Two in the call: not alone. The participant leaves: alone after alone_after_s.
         assert not watcher.done()

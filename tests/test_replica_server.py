@@ -18,7 +18,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from bot.testing.replica import ReplicaServer
-from tests.replica_fixtures import replica  # noqa: F401
 
 
 class Page:

@@ -8,6 +8,7 @@ page-clock times to `time.time()` so two participants' times can be compared.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import shutil
 import tempfile
@@ -17,6 +18,7 @@ from urllib.parse import urlencode
 
 import numpy as np
 import numpy.typing as npt
+import pulsectl
 
 from bot.audio import AudioDevices
 from bot.audio.analysis import onsets
@@ -79,8 +81,14 @@ class Participant:
             self._browser = BotBrowser(self.server.browser_section(self._settings), self._dir)
             page = await self._browser.start(audio)
             await page.goto(self.url)
-            self.join_result = str(await self._evaluate("() => participant.ready"))
+            await self._evaluate("() => participant.setup")
+            # The AudioContext is paced by the null sink, which sleeps in 2 s blocks until reclocked
+            # after a client connects: without this the page clock stalls, and audio received meanwhile
+            # stays queued in front of it as added delay. So: reclock, then join.
+            await _wait_for_sink_input(audio.server)
+            await self._devices.reclock()
             await self.sync_clock()
+            self.join_result = str(await self._evaluate("() => participant.join()"))
         except BaseException:
             await self.close()
             raise
@@ -109,25 +117,34 @@ class Participant:
         return float((await self._evaluate("() => participant.clock()"))["ctx"])
 
     async def sync_clock(self) -> float:
-        """Re-measures the page clock against the wall clock; returns the offset (s)."""
-        best: tuple[float, float] | None = None
+        """Re-measures the page clock against the wall clock; returns the offset (s).
+
+        Called by every play and listen method: under CPU load the AudioContext can stall for a moment,
+        and its clock then falls behind the wall clock for good (measured: ~0.1 s on a loaded 2-core VM).
+        """
+        best: float | None = None
         for _ in range(5):
             c = await self._evaluate("() => participant.clock()")
             offset = c["wall"] / 1000 - c["ctx"]
-            # The page clock moves in render blocks: the largest offset is the freshest reading.
-            if best is None or offset > best[0]:
-                best = (offset, c["ctx"])
+            # The context time read by the page lags the audio thread by up to a render block: the
+            # freshest reading is the one with the smallest offset.
+            best = offset if best is None else min(best, offset)
         assert best is not None
-        self._wall_offset = best[0]
-        return self._wall_offset
+        self._wall_offset = best
+        return best
 
     def wall_time(self, page_time: float) -> float:
         """A page-clock time as `time.time()` seconds (to compare two participants' times)."""
         return page_time + self._wall_offset
 
+    def page_time(self, wall_time: float) -> float:
+        """A `time.time()` instant on this participant's page clock."""
+        return wall_time - self._wall_offset
+
     # ---- speaking ------------------------------------------------------------------------------------
     async def play_tone(self, hz: float, seconds: float, gain: float = 0.5) -> float:
         """Starts a tone on the microphone; returns its start (page clock). Does not wait for its end."""
+        await self.sync_clock()
         return float(
             await self._evaluate("([h, s, g]) => participant.playTone(h, s, g)", [hz, seconds, gain])
         )
@@ -136,6 +153,7 @@ class Participant:
         self, count: int, interval_s: float, hz: float = 1000, beep_ms: int = 60
     ) -> list[float]:
         """Schedules `count` beeps; returns their start times (page clock)."""
+        await self.sync_clock()
         times = await self._evaluate(
             "([n, i, h, m]) => participant.playBeeps(n, i, h, m)", [count, interval_s, hz, beep_ms]
         )
@@ -143,12 +161,14 @@ class Participant:
 
     async def play_wav(self, wav: bytes) -> float:
         """Plays a WAV file's audio on the microphone; returns its start (page clock)."""
+        await self.sync_clock()
         reply = await self._evaluate("(b) => participant.playWav(b)", base64.b64encode(wav).decode())
         return float(reply["start"])
 
     # ---- listening -----------------------------------------------------------------------------------
     async def heard_since(self, since: float) -> tuple[float, Audio]:
         """(start on the page clock, mono float32 48 kHz samples) of everything heard from `since` on."""
+        await self.sync_clock()
         reply = await self._evaluate("(t) => participant.heardSince(t)", since)
         data = np.frombuffer(base64.b64decode(reply["data"]), dtype=np.float32)
         return float(reply["start"]), data
@@ -162,9 +182,25 @@ class Participant:
         start, samples = await self.heard_since(since)
         return [start + t for t in onsets(to_pcm(samples), threshold_dbfs=threshold_dbfs)]
 
+    async def wait_for_event(self, kind: str, timeout: float = 5.0) -> None:
+        """Waits until the room has sent this page a message of type `kind` ("admitted", "removed", ...)."""
+        await self.browser.page.wait_for_function(
+            "(k) => participant.state.events.some((e) => e.type === k)", arg=kind, timeout=timeout * 1000
+        )
+
     async def events(self) -> list[dict[str, Any]]:
         """Messages the room sent this page (admitted, participants, removed, ...)."""
         return list(await self._evaluate("() => participant.state.events"))
+
+
+async def _wait_for_sink_input(server: str, timeout_s: float = 5.0) -> None:
+    def connected() -> bool:
+        with pulsectl.Pulse("bot-participant", server=server) as pulse:
+            return bool(pulse.sink_input_list())
+
+    async with asyncio.timeout(timeout_s):
+        while not await asyncio.to_thread(connected):  # noqa: ASYNC110 - PulseAudio has no event for us here
+            await asyncio.sleep(0.02)
 
 
 def to_pcm(samples: Audio) -> bytes:

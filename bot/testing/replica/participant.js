@@ -125,8 +125,11 @@
   };
   window.participant = api;
 
-  api.ready = (async () => {
-    await setup();
+  api.setup = setup();
+  // Joins once Python says so: its PulseAudio sink must be reclocked first, or WebRTC audio queues up
+  // in front of the stalled AudioContext and stays queued as added delay.
+  api.join = async () => {
+    await api.setup;
     const reply = await ReplicaRoom.join(
       params.get("room"),
       {
@@ -142,5 +145,5 @@
     if (reply.room) await reply.room.startAudio(mic.stream, { onTrack });
     document.getElementById("status").textContent = reply.result;
     return reply.result;
-  })();
+  };
 })();

@@ -122,6 +122,17 @@ class Room:
                 self._changed.clear()
                 await self._changed.wait()
 
+    async def wait_until(self, predicate: Callable[[Room], bool], timeout: float) -> None:
+        """Returns once `predicate(room)` holds (checked after every change); TimeoutError otherwise."""
+        async with asyncio.timeout(timeout):
+            while not predicate(self):
+                self._changed.clear()
+                await self._changed.wait()
+
+    def events(self, event: str) -> list[str]:
+        """Names in the log for one event type, in order (e.g. events("audio"))."""
+        return [name for _, e, name in self.log if e == event]
+
     # ---- what a host (or the test) does ----------------------------------------------------------------
     def configure(self, **fields: Any) -> None:
         known = {f.name for f in dataclasses.fields(RoomConfig)}
