@@ -89,6 +89,11 @@ class JoinRun:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), left)
 
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
     def signal(self, sig: signal.Signals) -> None:
         assert self._proc is not None
         self._proc.send_signal(sig)

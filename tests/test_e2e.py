@@ -7,8 +7,10 @@ printed, its exit code, the webhook deliveries, and that the bot left the room.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +20,7 @@ from bot.testing.agent import StandInAgent
 from bot.testing.participant import Participant, to_pcm
 from bot.testing.replica.server import ReplicaServer
 from tests.bridge_support import KEY
+from tests.conftest import descendants
 from tests.join_support import JoinRun, replica_env
 from tests.webhook_receiver import WebhookReceiver
 
@@ -212,3 +215,52 @@ async def test_agent_refuses_the_key(replica: ReplicaServer, agent: StandInAgent
     assert "sk-wrong-key-000" not in run.stderr.decode() + str(run.events)
     assert state.get("Keyless Bot") in ("left", None), state
     assert run.last("summary")["exit_code"] == ExitCode.BAD_KEY
+
+
+async def test_agent_hangs_up_and_the_bot_reconnects(replica: ReplicaServer, agent: StandInAgent) -> None:
+    mid, url = new_meeting("meet")
+    host = await person(replica, "meet", mid)
+    run = await JoinRun(url, "hangup-after-2", replica_env(replica, agent)).start()
+    try:
+        await in_call(run)
+        await run.wait_event("agent_reconnecting", 20)
+        deadline = time.monotonic() + 20
+        while [e["event"] for e in run.events].count("agent_connected") < 2:
+            assert time.monotonic() < deadline, run.kinds()
+            await asyncio.sleep(0.2)
+        run.signal(signal.SIGTERM)
+        assert await run.wait(15) == ExitCode.COMPLETED
+    finally:
+        await run.close()
+        await host.close()
+    assert run.last("summary")["reconnects"] >= 1
+
+
+def chromium_of(pid: int) -> int:
+    """The main Chromium process among `pid`'s descendants (the one without --type=)."""
+    for child in sorted(descendants(pid)):
+        try:
+            argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"chromium" in argv[0] and not any(a.startswith(b"--type=") for a in argv):
+            return child
+    raise AssertionError(f"no Chromium under {pid}")
+
+
+async def test_browser_crash_in_the_call_is_reported_and_cleaned_up(
+    replica: ReplicaServer, agent: StandInAgent
+) -> None:
+    mid, url = new_meeting("zoom")
+    host = await person(replica, "zoom", mid)
+    run = await JoinRun(url, "echo", replica_env(replica, agent)).start()
+    try:
+        await in_call(run)
+        os.kill(chromium_of(run.pid), signal.SIGKILL)
+        assert await run.wait(20) == ExitCode.CRASHED
+    finally:
+        await run.close()
+        await host.close()
+    failed = run.last("failed")
+    assert failed["code"] == "browser_crashed", failed
+    assert run.last("summary")["exit_code"] == ExitCode.CRASHED
