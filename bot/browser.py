@@ -163,6 +163,15 @@ class BotBrowser:
             saved.append(html)
         except (PlaywrightError, TimeoutError) as e:
             log.warning("no page HTML for %s: %s", label, e)
+        # Clients that run inside an iframe (Zoom with fromPWA=1) keep their real DOM there.
+        for i, frame in enumerate(page.frames[1:], start=1):
+            path = self.artifacts_dir / f"{stem}.frame{i}.html"
+            try:
+                content = await asyncio.wait_for(frame.content(), _ARTIFACT_TIMEOUT_MS / 1000)
+                path.write_text(f"<!-- {frame.url} -->\n{content}")
+                saved.append(path)
+            except (PlaywrightError, TimeoutError) as e:
+                log.warning("no HTML of frame %s for %s: %s", frame.url, label, e)
         return saved
 
     async def close(self) -> None:

@@ -68,6 +68,14 @@ async def test_save_artifacts_writes_screenshot_and_html(bot_browser: BotBrowser
     assert png.parent == bot_browser.artifacts_dir and png.name == "join-failed-lobby-timeout.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Replica participant" in html.read_text()
+    # A client inside an iframe gets its own file.
+    await bot_browser.page.set_content(
+        '<iframe src="https://zoom.us/_replica/participant?room=f&name=F"></iframe>'
+    )
+    await bot_browser.page.frames[1].wait_for_load_state()
+    saved = await bot_browser.save_artifacts("framed")
+    assert [p.name for p in saved] == ["framed.png", "framed.html", "framed.frame1.html"]
+    assert "Replica participant" in saved[2].read_text()
 
 
 async def test_close_is_idempotent_and_never_reports_a_crash(

@@ -7,7 +7,9 @@ import asyncio
 import numpy as np
 import pytest
 
+from bot.audio import PcmCapture
 from bot.audio.analysis import dominant_frequency, rms_dbfs
+from bot.audio.streams import wait_for_streams
 from bot.testing.participant import to_pcm
 from bot.testing.replica import ReplicaServer
 from tests.replica_fixtures import MakeParticipant
@@ -86,3 +88,38 @@ async def test_lobby_guest_hears_only_after_admission_and_sees_removal(
     await guest.wait_for_event("removed")
     await host.wait_for_event("participants")
     assert [p.state for p in room.participants] == ["in_call", "removed"]
+
+
+JOIN_AND_LISTEN = """async ([room, mode]) => {
+  const {result, room: conn} = await ReplicaRoom.join(room, {name: "Bot", platform: "zoom"});
+  await conn.startAudio(null, {audioElements: mode});
+  window.conn = conn;
+  return result;
+}"""
+
+
+@pytest.mark.parametrize("mode", ["body", "detached"])
+async def test_room_audio_plays_into_the_bot_browsers_sink(
+    replica: ReplicaServer, make_participant: MakeParticipant, bot_browser, bot_audio, mode: str
+):
+    """What a platform page built on room.js gives the bot: remote audio on its PulseAudio sink."""
+    host = await make_participant("zoom", "555", "Host")
+    page = bot_browser.page
+    await page.goto("https://zoom.us/_replica/participant?room=unused&name=unused")
+    assert await page.evaluate(JOIN_AND_LISTEN, ["555", mode]) == "admitted"
+    await replica.room("zoom", "555").wait_until(lambda r: len(r.events("audio")) >= 2, 5)
+    b = bot_audio.browser
+    capture = PcmCapture(b.server, f"{b.sink}.monitor")
+    await capture.start()
+    try:
+        await host.play_tone(440, 3.0)
+        await wait_for_streams(b.server, [capture.pid])
+        await bot_audio.reclock()
+        await asyncio.sleep(0.5)
+        capture.discard_backlog()
+        pcm = b"".join([(await capture.queue.get()).data for _ in range(40)])
+    finally:
+        await capture.close()
+    assert abs(dominant_frequency(pcm) - 440) < 5
+    in_dom = await page.evaluate("() => document.querySelectorAll('audio[data-replica-peer]').length")
+    assert in_dom == (1 if mode == "body" else 0)

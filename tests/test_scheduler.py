@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -235,8 +234,8 @@ async def test_two_schedulers_on_one_database_start_a_bot_once(tmp_path: Path) -
             await asyncio.sleep(1.5)
         finally:
             proc.terminate()
-            # uvicorn re-raises the signal after its graceful shutdown.
-            assert await proc.wait() in (0, -signal.SIGTERM)
+            # SIGTERM is a clean stop for `serve`.
+            assert await proc.wait() == 0
     assert done.state is BotState.ENDED
     assert [line.split()[0] for line in runs_logged(log)] == [record.id]
 

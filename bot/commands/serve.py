@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shlex
+import signal
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,17 +88,35 @@ async def _serve(service: BotService, token: str, sock: socket.socket) -> int:
         sock.close()
         return 2
     try:
-        # The app's shutdown closes the service: uvicorn re-raises SIGTERM/SIGINT once it has stopped.
+        # SIGTERM/SIGINT stop uvicorn; the app's shutdown then closes the service (running bots leave).
         return await _run_server(service, create_app(service, token, start_service=False), sock)
     finally:
         await service.close()
         sock.close()
 
 
+def _clean_stop_server(config: Any) -> Any:
+    """A uvicorn server that treats SIGTERM/SIGINT as a clean stop: `serve` then exits 0 (as `docker stop`
+    and supervisors expect) instead of uvicorn re-raising the signal after shutdown."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server(config)
+
+
 async def _run_server(service: BotService, app: Any, sock: socket.socket) -> int:
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = _clean_stop_server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started and not task.done():  # noqa: ASYNC110 (uvicorn only offers a flag)
         await asyncio.sleep(0.05)
