@@ -216,6 +216,31 @@ async def test_own_lobby_bound_withdraws_the_request(bot: Bot, replica: Replica)
     await replica.room(code).wait_for(NAME, "left", 5)
 
 
+async def test_waiting_for_the_host_then_host_arrives(bot: Bot, replica: Replica) -> None:
+    code = new_code("host-arrives")
+    room = replica.room(code)
+    room.config.host_present = False
+    join = asyncio.create_task(bot.join(code))
+    try:
+        await room.wait_for(NAME, "host_absent", 10)
+        assert await eventually(lambda: CallState.AWAITING_ADMISSION in bot.states, 5)
+        assert not join.done()
+        await room.start_host()
+        await asyncio.wait_for(join, 5)
+    finally:
+        join.cancel()
+    assert bot.states == [CallState.JOINING, CallState.AWAITING_ADMISSION, CallState.IN_CALL]
+
+
+async def test_host_never_arrives_is_host_absent(bot: Bot, replica: Replica) -> None:
+    code = new_code("host-absent")
+    replica.room(code).config.host_present = False
+    failure = await bot.join_fails(code, JoinPolicy(host_absent_timeout_s=1.0, ui_timeout_s=10))
+    assert failure.code is FailureCode.HOST_ABSENT
+    artifacts_show(failure, "Waiting for the host to join")
+    await replica.room(code).wait_for(NAME, "left", 5)  # it withdrew
+
+
 @pytest.mark.parametrize(
     ("config", "code_expected", "text"),
     [

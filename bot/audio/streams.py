@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import pulsectl
 
@@ -35,3 +35,31 @@ async def wait_for_streams(server: str, pids: Iterable[int | None], timeout_s: f
         if time.monotonic() > deadline:
             raise TimeoutError(f"PulseAudio streams of processes {sorted(missing)} did not connect in time")
         await asyncio.sleep(0.01)
+
+
+def _streams_on(server: str, sink_names: tuple[str, ...]) -> set[int]:
+    with pulsectl.Pulse("bot-streams", server=server) as pulse:
+        sinks = {s.index for s in pulse.sink_list() if s.name in sink_names}
+        return {i.index for i in pulse.sink_input_list() if i.sink in sinks}
+
+
+async def reclock_on_new_streams(
+    server: str,
+    sink_names: tuple[str, ...],
+    reclock: Callable[[], Awaitable[None]],
+    interval_s: float = 0.25,
+) -> None:
+    """Runs until cancelled: reclocks whenever a new stream connects to one of `sink_names`.
+
+    Chromium opens its output stream on the meeting sink only when the call's audio starts, at a moment
+    we do not control. If the null sink is asleep then, Chromium's audio queues up in front of it and
+    stays queued as added delay for the whole call (measured: about 0.8 s). A reclock right after the
+    stream connects prevents that; it costs a glitch of a few milliseconds.
+    """
+    known = await asyncio.to_thread(_streams_on, server, sink_names)
+    while True:
+        await asyncio.sleep(interval_s)
+        current = await asyncio.to_thread(_streams_on, server, sink_names)
+        if current - known:
+            await reclock()
+        known = current

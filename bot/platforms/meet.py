@@ -106,6 +106,7 @@ class MeetPlatform(Platform):
         await self._goto(self.meeting.join_url)
         now = self._now()
         progress_at = now  # last time the page changed or the bot acted: UI_CHANGED after ui_timeout_s
+        awaiting = False
         lobby_since: float | None = None
         host_wait_since: float | None = None
         prejoin_since: float | None = None
@@ -121,18 +122,24 @@ class MeetPlatform(Platform):
             if screen in _TERMINAL:
                 code, message = _TERMINAL[screen]
                 await self._fail(code, message, screen.value)
-            if screen is Screen.LOBBY:
-                self._stage = "lobby"
-                if lobby_since is None:
-                    lobby_since = now
+            if screen in (Screen.LOBBY, Screen.HOST_WAIT):
+                self._stage = "lobby"  # both keep "Leave call" on screen: leave() withdraws
+                if not awaiting:
+                    awaiting = True
                     on_state(CallState.AWAITING_ADMISSION)
+            if screen is Screen.LOBBY:
+                lobby_since = lobby_since if lobby_since is not None else now
                 if now - lobby_since >= policy.lobby_timeout_s:
-                    await self._give_up_lobby(policy)
+                    await self._give_up(
+                        FailureCode.LOBBY_TIMEOUT,
+                        f"nobody let the bot in within {policy.lobby_timeout_s:g} s",
+                        screen.value,
+                    )
                 progress_at = now
             elif screen is Screen.HOST_WAIT:
                 host_wait_since = host_wait_since if host_wait_since is not None else now
                 if now - host_wait_since >= policy.host_absent_timeout_s:
-                    await self._fail(
+                    await self._give_up(
                         FailureCode.HOST_ABSENT,
                         f"the host did not join within {policy.host_absent_timeout_s:g} s",
                         screen.value,
@@ -218,16 +225,11 @@ class MeetPlatform(Platform):
             await asyncio.sleep(self.poll_s)
         log.warning("meet: microphone not confirmed on after admission")
 
-    async def _give_up_lobby(self, policy: JoinPolicy) -> None:
-        """Our own bound: withdraw the request (so the host is not asked later) and fail."""
-        artifacts = await self.save_artifacts(FailureCode.LOBBY_TIMEOUT.value)
+    async def _give_up(self, code: FailureCode, message: str, step: str) -> None:
+        """Our own bound while waiting: withdraw the request (so nobody lets the bot in later) and fail."""
+        artifacts = await self.save_artifacts(code.value)
         await self.leave()
-        raise JoinFailure(
-            FailureCode.LOBBY_TIMEOUT,
-            f"nobody let the bot in within {policy.lobby_timeout_s:g} s",
-            step=Screen.LOBBY.value,
-            artifacts=artifacts,
-        )
+        raise JoinFailure(code, message, step=step, artifacts=artifacts)
 
     async def _fail(self, code: FailureCode, message: str, step: str) -> None:
         raise JoinFailure(code, message, step=step, artifacts=await self.save_artifacts(code.value))
