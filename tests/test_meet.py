@@ -136,6 +136,14 @@ async def in_lobby(bot: Bot, room: Room) -> None:
     assert await eventually(lambda: CallState.AWAITING_ADMISSION in bot.states, 5)
 
 
+async def people_count(meet: MeetPlatform) -> str:
+    """The count on the People button, as a person reads it (moving the pointer shows the control bar)."""
+    await meet.page.mouse.move(300, 300)
+    await meet.page.mouse.move(320, 320)
+    people = meet.page.locator('[role="button"][aria-haspopup="dialog"][aria-label="People"]')
+    return (await people.locator(".badge").inner_text()).strip()
+
+
 async def page_text(meet: MeetPlatform) -> str:
     return str(await meet.page.evaluate("() => document.body.innerText"))
 
@@ -156,6 +164,7 @@ async def test_open_meeting_join_now_dismisses_popup_and_keeps_mic_on(bot: Bot, 
     # The agent speaks through the mic: on. The bot has no camera picture to show: off.
     assert await page.locator('#call [aria-label="Turn off microphone"]').count() == 1
     assert await page.locator('#call [aria-label="Turn on camera"]').count() == 1
+    assert await people_count(meet) == "1"  # the bot alone in an open meeting
     assert took < 10
     await meet.leave()
     await replica.room(code).wait_for(NAME, "left", 5)
@@ -244,7 +253,7 @@ async def test_host_never_arrives_is_host_absent(bot: Bot, replica: Replica) -> 
 @pytest.mark.parametrize(
     ("config", "code_expected", "text"),
     [
-        ({"blocked": True}, FailureCode.BLOCKED, "You can't join this video call"),
+        ({"blocked": True}, FailureCode.BLOCKED, "join this video call"),
         ({"sign_in_required": True}, FailureCode.SIGN_IN_REQUIRED, "Use your Google Account"),
         ({"exists": False}, FailureCode.NOT_FOUND, "Check your meeting code"),
     ],
@@ -356,6 +365,7 @@ async def test_audio_both_ways_then_alone(bot: Bot, replica: Replica) -> None:
         assert abs(loud_frequency(to_pcm(samples)) - 660) < 5
 
         # Two in the call: not alone. The participant leaves: alone after alone_after_s.
+        assert await people_count(meet) == "2"
         assert not watcher.done()
         left_at = time.monotonic()
         await host.leave()

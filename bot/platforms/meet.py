@@ -120,6 +120,7 @@ class MeetPlatform(Platform):
                 log.info("meet: %s -> %s", self.screen.value, screen.value)
                 self.screen, progress_at = screen, now
             if screen in _TERMINAL:
+                self._stage = "out"  # Meet already put the bot out: nothing for leave() to withdraw
                 code, message = _TERMINAL[screen]
                 await self._fail(code, message, screen.value)
             if screen in (Screen.LOBBY, Screen.HOST_WAIT):
@@ -288,8 +289,8 @@ class MeetPlatform(Platform):
         # The control bar auto-hides after a few seconds without pointer movement; moving brings it back.
         await self.page.mouse.move(size["width"] / 2, size["height"] / 2)
         await self.page.mouse.move(size["width"] / 2, size["height"] - 40)
-        snap = await self._snapshot()
-        if classify(snap) in _ENDS:
+        screen = classify(await self._snapshot())
+        if screen in _ENDS or screen in _TERMINAL:
             return
         if not await self._click_css("leave_button", wait=True):
             return

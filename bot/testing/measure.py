@@ -57,6 +57,19 @@ def pss_mb(pids: Iterable[int]) -> float:
     return total_kb / 1024
 
 
+def _cpu_by_pid(pids: Iterable[int]) -> dict[int, tuple[str, float]]:
+    found = {}
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        found[pid] = (name, (int(fields[11]) + int(fields[12])) / _TICKS_PER_S)
+    return found
+
+
 @dataclass
 class CpuWindow:
     """CPU use of a set of process trees over a window, as % of one core."""
@@ -64,17 +77,30 @@ class CpuWindow:
     roots: Sequence[int]
     _cpu0: float = 0.0
     _t0: float = 0.0
+    _by_pid0: dict[int, tuple[str, float]] | None = None
 
     def pids(self) -> set[int]:
         return set().union(*(process_tree(r) for r in self.roots)) if self.roots else set()
 
     def start(self) -> None:
-        self._cpu0 = cpu_seconds(self.pids())
+        pids = self.pids()
+        self._by_pid0 = _cpu_by_pid(pids)
+        self._cpu0 = sum(cpu for _, cpu in self._by_pid0.values())
         self._t0 = time.monotonic()
 
     def percent(self) -> float:
         """Since `start()`. Processes that exited in between drop out; keep the window on a steady state."""
         return 100 * (cpu_seconds(self.pids()) - self._cpu0) / (time.monotonic() - self._t0)
+
+    def by_process_name(self) -> dict[str, float]:
+        """Since `start()`, % of one core per process name (e.g. chromium, python3, pulseaudio)."""
+        before = self._by_pid0 or {}
+        elapsed = time.monotonic() - self._t0
+        shares: dict[str, float] = {}
+        for pid, (name, cpu) in _cpu_by_pid(self.pids()).items():
+            used = cpu - before.get(pid, (name, 0.0))[1]
+            shares[name] = shares.get(name, 0.0) + 100 * used / elapsed
+        return {name: round(pct, 1) for name, pct in sorted(shares.items(), key=lambda kv: -kv[1])}
 
 
 def pair_delays_ms(sent: Sequence[float], heard: Sequence[float], window_s: float = 0.8) -> list[float]:

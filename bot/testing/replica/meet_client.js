@@ -108,7 +108,7 @@
       case "waiting": lobby(); return;
       case "host_absent": stage = "host_wait"; panel("#host-wait-panel"); $("#lobby-leave").hidden = false; return;
       case "blocked":
-        notice("You can't join this video call", "Return to the home screen to try again.", null);
+        notice("You can’t join this video call", "Return to the home screen to try again.", null);
         return;
       case "not_found": location.reload(); return; // the server now renders "Check your meeting code"
       case "sign_in": location.reload(); return;   // ... or the sign-in page
@@ -134,10 +134,10 @@
     else if (msg.type === "host_joined") { if (stage === "host_wait") lobby(); }
     else if (msg.type === "participants") setPeople(msg.count, msg.names || []);
     else if (msg.type === "denied") {
-      notice("You can't join this call", "Someone in the call denied your request to join", "Ask to join again");
+      notice("You can’t join this call", "Someone in the call denied your request to join", "Ask to join again");
     } else if (msg.type === "lobby_timeout") {
-      notice("You can't join this call", "No one responded to your request to join the call", "Ask to join again");
-    } else if (msg.type === "removed") notice("You've been removed from the meeting", "", "Rejoin");
+      notice("You can’t join this call", "No one responded to your request to join the call", "Ask to join again");
+    } else if (msg.type === "removed") notice("You’ve been removed from the meeting", "", "Rejoin");
     else if (msg.type === "ended") notice(cfg.endNotice, "", null);
   }
 
