@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.agent.base import AgentEndpoint
 from bot.agent.errors import AgentError
@@ -27,6 +27,9 @@ from bot.platforms import PLATFORMS
 from bot.platforms.base import CallState, EndReason, FailureCode, JoinFailure, Platform
 from bot.platforms.urls import MeetingUrl
 from bot.session_config import SessionConfig
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +80,9 @@ class BotSession:
         try:
             outcome = await self._run()
         except JoinFailure as failure:
-            outcome = await self._failed(failure.code.value, str(failure.message), failure.artifacts)
+            outcome = await self._failed(
+                failure.code.value, str(failure.message), failure.artifacts, page_matters=True
+            )
         except AgentError as e:
             outcome = await self._failed(e.code, str(e), [])
         except asyncio.CancelledError:
@@ -104,13 +109,8 @@ class BotSession:
         )
         self._browser = BotBrowser(self.config.browser, self.config.artifacts_dir)
         page = await self._browser.start(audio)
-        self._platform = PLATFORMS[m.platform](page, m)
-
-        joined = await self._until_stopped(
-            self._platform.join(self.config.name, self.config.join_policy, self._on_state)
-        )
-        if not joined:
-            return await self._ended(EndReason.LEFT, "bot")
+        if not await self._join(page):
+            return await self._ended(EndReason.LEFT, "user")
         if self._state is not CallState.IN_CALL:
             self._on_state(CallState.IN_CALL)
 
@@ -130,6 +130,30 @@ class BotSession:
         async with _periodic(self.config.stats_interval_s, self._emit_stats):
             reason = await self._wait_for_end()
         return await self._ended(reason, self._ended_by)
+
+    async def _join(self, page: Page) -> bool:
+        """Joins, retrying failures the platform may lift on a second try (Meet's block on guests).
+        Returns False when told to stop first; raises `JoinFailure` otherwise."""
+        m, policy = self.meeting, self.config.join_policy
+        attempt = 0
+        while True:
+            self._platform = PLATFORMS[m.platform](page, m)
+            try:
+                return await self._until_stopped(
+                    self._platform.join(self.config.name, policy, self._on_state)
+                )
+            except JoinFailure as failure:
+                if not failure.retryable or attempt >= policy.retries:
+                    raise
+                attempt += 1
+                log.warning("join failed (%s); retry %d of %d", failure.code.value, attempt, policy.retries)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._platform.leave(), 3)
+                self._state = CallState.JOINING
+                self.bus.emit(EventKind.JOINING, platform=m.platform, meeting_id=m.meeting_id,
+                              name=self.config.name, retry=attempt, after=failure.code.value)  # fmt: skip
+                if not await self._until_stopped(asyncio.sleep(policy.retry_delay_s)):
+                    return False
 
     async def _wait_for_end(self) -> EndReason:
         assert self._platform is not None
@@ -223,11 +247,16 @@ class BotSession:
         self.bus.emit(EventKind.ENDED, reason=reason.value, by=by)
         return Outcome(ExitCode.COMPLETED, reason.value)
 
-    async def _failed(self, code: str, message: str, artifacts: list[Path]) -> Outcome:
+    async def _failed(
+        self, code: str, message: str, artifacts: list[Path], page_matters: bool = False
+    ) -> Outcome:
+        """`page_matters`: the failure is about the meeting page, so its screenshot and HTML are saved
+        (named by code and time, so repeated failures keep their own)."""
         saved = list(artifacts)
-        if not saved and self._browser is not None and code != "crashed":
+        if page_matters and not saved and self._browser is not None and code != FailureCode.BROWSER_CRASHED:
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
             with contextlib.suppress(Exception):
-                saved = await self._browser.save_artifacts(code)
+                saved = await self._browser.save_artifacts(f"{code}-{stamp}")
         await self._leave()
         self._state = CallState.FAILED
         self._times["ended"] = time.monotonic()

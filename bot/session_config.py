@@ -39,6 +39,8 @@ class SessionConfig:
             join_policy=JoinPolicy(
                 lobby_timeout_s=s.call.lobby_timeout_s,
                 host_absent_timeout_s=s.call.host_absent_timeout_s,
+                retries=s.call.join_retries,
+                retry_delay_s=s.call.join_retry_delay_s,
             ),
             call_policy=CallPolicy(
                 alone_after_s=s.call.alone_after_s,

@@ -70,6 +70,8 @@ class CallSection:
     alone_after_s: float = 60.0
     lobby_timeout_s: float = 600.0
     host_absent_timeout_s: float = 300.0
+    join_retries: int = 2  # extra attempts when the platform blocks the join (Meet often lets a retry in)
+    join_retry_delay_s: float = 5.0
 
 
 @dataclass
@@ -256,6 +258,10 @@ def _validate(s: Settings, require_key: bool) -> None:
     for name in ("max_duration_s", "alone_after_s", "lobby_timeout_s", "host_absent_timeout_s"):
         if getattr(c, name) <= 0:
             fail(f"call.{name}", "must be a positive number of seconds")
+    if not 0 <= c.join_retries <= 10:
+        fail("call.join_retries", "must be between 0 and 10")
+    if c.join_retry_delay_s < 0:
+        fail("call.join_retry_delay_s", "must be >= 0 seconds")
     if not s.bot.name.strip():
         fail("bot.name", "must not be empty")
     if len(s.bot.name) > 64:

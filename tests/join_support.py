@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from bot.testing.agent import StandInAgent
@@ -22,9 +23,15 @@ from bot.testing.replica.server import ReplicaServer
 from tests.bridge_support import KEY
 
 
-def replica_env(server: ReplicaServer, agent: StandInAgent, key: str = KEY) -> dict[str, str]:
-    """The environment a bot needs to reach the replicas and the stand-in, with stats every second."""
-    return {**local_bot_env(server, agent, key), "BOT_BOT_STATS_INTERVAL_S": "1"}
+def replica_env(
+    server: ReplicaServer, agent: StandInAgent, key: str = KEY, artifacts_dir: Path | None = None
+) -> dict[str, str]:
+    """The environment a bot needs to reach the replicas and the stand-in, with stats every second and
+    failure artifacts in a test's own directory (the default is ./artifacts)."""
+    env = {**local_bot_env(server, agent, key), "BOT_BOT_STATS_INTERVAL_S": "1"}
+    if artifacts_dir is not None:
+        env["BOT_BOT_ARTIFACTS_DIR"] = str(artifacts_dir)
+    return env
 
 
 class JoinRun:

@@ -198,10 +198,10 @@ async def test_sigterm_leaves_the_meeting_and_exits_0_within_5_s(
     assert run.last("summary")["ended_by"] == "user"
 
 
-async def test_agent_refuses_the_key(replica: ReplicaServer, agent: StandInAgent) -> None:
+async def test_agent_refuses_the_key(replica: ReplicaServer, agent: StandInAgent, tmp_path: Path) -> None:
     mid, url = new_meeting("meet")
     host = await person(replica, "meet", mid)
-    env = replica_env(replica, agent, key="sk-wrong-key-000")
+    env = replica_env(replica, agent, key="sk-wrong-key-000", artifacts_dir=tmp_path)
     run = await JoinRun(url, "echo", env, ["--name=Keyless Bot"]).start()
     try:
         assert await run.wait(40) == ExitCode.BAD_KEY
@@ -215,6 +215,7 @@ async def test_agent_refuses_the_key(replica: ReplicaServer, agent: StandInAgent
     assert "sk-wrong-key-000" not in run.stderr.decode() + str(run.events)
     assert state.get("Keyless Bot") in ("left", None), state
     assert run.last("summary")["exit_code"] == ExitCode.BAD_KEY
+    assert failed["artifacts"] == [], "a page screenshot saved for an agent failure"
 
 
 async def test_agent_hangs_up_and_the_bot_reconnects(replica: ReplicaServer, agent: StandInAgent) -> None:
@@ -264,3 +265,31 @@ async def test_browser_crash_in_the_call_is_reported_and_cleaned_up(
     failed = run.last("failed")
     assert failed["code"] == "browser_crashed", failed
     assert run.last("summary")["exit_code"] == ExitCode.CRASHED
+
+
+async def test_blocked_join_is_retried_then_reported(
+    replica: ReplicaServer, agent: StandInAgent, tmp_path: Path
+) -> None:
+    mid, url = new_meeting("meet")
+    room = replica.room("meet", mid)
+    room.configure(blocked=True)
+    host = await person(replica, "meet", mid)
+    env = {
+        **replica_env(replica, agent, artifacts_dir=tmp_path),
+        "BOT_CALL_JOIN_RETRY_DELAY_S": "0.2",
+        "BOT_CALL_JOIN_RETRIES": "2",
+    }
+    run = await JoinRun(url, "echo", env, ["--name=Blocked Bot"]).start()
+    try:
+        assert await run.wait(60) == ExitCode.BLOCKED
+    finally:
+        await run.close()
+        await host.close()
+    assert [e.get("retry") for e in run.events if e["event"] == "joining"] == [None, 1, 2]
+    assert run.last("failed")["code"] == "blocked"
+    saved = [Path(a) for a in run.last("failed")["artifacts"]]
+    assert {p.suffix for p in saved} >= {".png", ".html"} and all(p.parent == tmp_path for p in saved)
+    assert "join this video call" in next(p for p in saved if p.suffix == ".html").read_text()
+    refusals = [event for _, event, name in room.log if name == "Blocked Bot" and event.startswith("refused")]
+    assert len(refusals) == 3, room.log
+    assert agent.calls == [], "the agent was connected although the bot never got in"

@@ -90,6 +90,8 @@ class JoinPolicy:
     lobby_timeout_s: float = 600.0  # Meet itself gives up after about 10 minutes
     host_absent_timeout_s: float = 300.0
     ui_timeout_s: float = 20.0  # how long to look for an expected element before UI_CHANGED
+    retries: int = 2  # extra attempts after a retryable failure (RETRYABLE: Meet's block on guests)
+    retry_delay_s: float = 5.0
 
 
 @dataclass(frozen=True)
