@@ -22,6 +22,7 @@ from playwright.async_api import BrowserContext, Page, Playwright, async_playwri
 from playwright.async_api import Error as PlaywrightError
 
 from bot.audio import BrowserAudio
+from bot.procs import descendants
 from bot.settings import BrowserSection
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ class BotBrowser:
             return []
         marker = f"--user-data-dir={self._dir / 'profile'}"
         found = []
-        for pid in _descendants(os.getpid()):
+        for pid in descendants(include_zombies=True):
             try:
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
             except OSError:
@@ -202,23 +203,3 @@ class BotBrowser:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
                 log.warning("killed leftover chromium process %s", pid)
-
-
-def _descendants(root: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found: set[int] = set()
-    stack = [root]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            if child not in found:
-                found.add(child)
-                stack.append(child)
-    return found

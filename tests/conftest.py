@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -11,37 +10,12 @@ from pathlib import Path
 import pytest
 
 from bot.audio import AudioDevices
+from bot.procs import descendants
 from bot.testing.agent import StandInAgent
 from tests.bridge_support import KEY
 from tests.replica_fixtures import bot_audio, bot_browser, make_participant, replica  # noqa: F401
 
 _TMP_PREFIXES = ("bot-pulse-", "bot-browser-", "bot-session-", "bot-agent-", "bot-replica-")
-
-
-def descendants(pid: int | None = None) -> set[int]:
-    """All live descendant pids of `pid` (default: this process), read from /proc."""
-    root = pid or os.getpid()
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # Field 4 is the parent pid; field 3 the state ('Z' zombies are reaped by their owner's wait).
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] == "Z":
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found: set[int] = set()
-    stack = [root]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            if child not in found:
-                found.add(child)
-                stack.append(child)
-    return found
 
 
 def bot_temp_dirs() -> set[str]:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import descendants
+from bot.procs import descendants
 
 ROOT = Path(__file__).resolve().parent.parent
 STORAGE_DRIVER = os.environ.get("BUILDAH_STORAGE_DRIVER", "vfs")

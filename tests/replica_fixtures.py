@@ -35,14 +35,9 @@ async def replica() -> AsyncIterator[ReplicaServer]:
 
 
 @pytest.fixture
-async def bot_audio() -> AsyncIterator[AudioDevices]:
-    """The bot's PulseAudio devices (a private daemon): `.browser` for BotBrowser, names for capture."""
-    audio = AudioDevices()
-    await audio.start()
-    try:
-        yield audio
-    finally:
-        await audio.close()
+def bot_audio(devices: AudioDevices) -> AudioDevices:
+    """The bot's PulseAudio devices (conftest's `devices`): `.browser` for BotBrowser, names for capture."""
+    return devices
 
 
 @contextlib.asynccontextmanager

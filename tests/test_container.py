@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import descendants
+from bot.procs import descendants
 from tests.container_support import (
     FLOOR_CONTAINERFILE,
     ROOT,

@@ -16,11 +16,11 @@ import pytest
 
 from bot.audio.analysis import dominant_frequency, rms_dbfs
 from bot.exit_codes import ExitCode
+from bot.procs import descendants
 from bot.testing.agent import StandInAgent
 from bot.testing.participant import Participant, to_pcm
 from bot.testing.replica.server import ReplicaServer
 from tests.bridge_support import KEY
-from tests.conftest import descendants
 from tests.join_support import JoinRun, replica_env
 from tests.webhook_receiver import WebhookReceiver
 

@@ -9,26 +9,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.procs import descendants
+
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 
 def process_tree(root: int) -> set[int]:
     """`root` and all its live descendants."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            parents.setdefault(ppid, []).append(int(entry.name))
-    tree, stack = {root}, [root]
-    while stack:
-        for child in parents.get(stack.pop(), []):
-            if child not in tree:
-                tree.add(child)
-                stack.append(child)
-    return tree
+    return {root} | descendants(root)
 
 
 def cpu_seconds(pids: Iterable[int]) -> float:
