@@ -11,6 +11,7 @@ from bot.audio import AudioDevices, PcmCapture, PcmPlayback
 from bot.audio.analysis import dominant_frequency, rms_dbfs, silence, tone
 from bot.audio.devices import PulseDaemon
 from bot.audio.pcm import FrameQueue, PcmFrame
+from bot.audio.streams import wait_for_streams
 
 pytestmark = pytest.mark.pulse
 
@@ -54,6 +55,8 @@ async def test_meeting_sink_tone_is_captured_and_mic_hears_only_agent(
     into_agent_sink = PcmPlayback(b.server, devices.names.agent_sink)
     for part in (meeting, mic, into_meeting, into_agent_sink):
         await part.start()
+    # Reclocking before the streams connect leaves the sinks asleep (up to 2 s): wait for them first.
+    await wait_for_streams(b.server, (part.pid for part in (meeting, mic, into_meeting, into_agent_sink)))
     await devices.reclock()
     try:
         # Sound played into the meeting sink reaches the monitor, and must not reach the microphone.
@@ -87,6 +90,7 @@ async def test_silence_stays_silence(devices: AudioDevices) -> None:
     player = PcmPlayback(b.server, b.sink)
     await meeting.start()
     await player.start()
+    await wait_for_streams(b.server, (meeting.pid, player.pid))
     await devices.reclock()
     try:
         writer = asyncio.create_task(player.write(silence(1.0)))
