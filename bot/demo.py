@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import io
 import time
-import wave
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
@@ -30,7 +28,7 @@ from bot.signals import leave_on_signal
 from bot.testing.agent import StandInAgent
 from bot.testing.participant import Participant, to_pcm
 from bot.testing.replica.server import ReplicaServer
-from bot.testing.speech import speech_pcm
+from bot.testing.speech import speech_pcm, wav_bytes
 
 DEMO_KEY = "demo-local-stand-in-key"  # checked by the local stand-in only; not a Millis key
 MEETING_URL = "https://meet.google.com/dem-oabc-xyz"
@@ -90,16 +88,6 @@ def demo_settings(server: ReplicaServer, agent: StandInAgent, base: Settings) ->
     )
 
 
-def _wav(pcm: bytes) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(SAMPLE_RATE)
-        w.writeframes(pcm)
-    return out.getvalue()
-
-
 def _monotonic(wall: float) -> float:
     """A `time.time()` instant as `time.monotonic()` (the agent stand-in's clock)."""
     return wall - (time.time() - time.monotonic())
@@ -127,7 +115,7 @@ async def _converse(
     timeline = Timeline()
     speech = speech_pcm(PERSON_SAYS)
     await person.sync_clock()
-    page_start = await person.play_wav(_wav(speech))
+    page_start = await person.play_wav(wav_bytes(speech))
     timeline.spoke_at = _monotonic(person.wall_time(page_start))
     timeline.spoke_s = len(speech) / (2 * SAMPLE_RATE)
     call = agent.calls[-1]

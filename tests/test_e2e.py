@@ -19,7 +19,9 @@ from bot.exit_codes import ExitCode
 from bot.procs import descendants
 from bot.testing.agent import StandInAgent
 from bot.testing.participant import Participant, to_pcm
+from bot.testing.replica.meet_pages import MeetClientOptions, MeetPages
 from bot.testing.replica.server import ReplicaServer
+from bot.testing.speech import speech_pcm, wav_bytes
 from tests.bridge_support import KEY
 from tests.join_support import JoinRun, replica_env
 from tests.webhook_receiver import WebhookReceiver
@@ -293,3 +295,38 @@ async def test_blocked_join_is_retried_then_reported(
     refusals = [event for _, event, name in room.log if name == "Blocked Bot" and event.startswith("refused")]
     assert len(refusals) == 3, room.log
     assert agent.calls == [], "the agent was connected although the bot never got in"
+
+
+async def test_speech_both_ways_with_the_clients_audio_processing_on(
+    replica: ReplicaServer, agent: StandInAgent
+) -> None:
+    """Real Meet keeps echo cancellation, noise suppression and auto gain on in the bot's browser: the
+    agent must still hear the person's words and the person the agent's (no echo-cancelled agent)."""
+    mid, url = new_meeting("meet")
+    meet = next(p for p in replica.pages if p.platform == "meet")
+    assert isinstance(meet, MeetPages)
+    meet.options[mid] = MeetClientOptions(audio_processing=True)
+    host = await person(replica, "meet", mid)
+    run = await JoinRun(url, "speak", replica_env(replica, agent)).start()
+    try:
+        await in_call(run)
+        await asyncio.sleep(1)
+        speech = speech_pcm("Hello agent. Can you hear me?")
+        started = await host.play_wav(wav_bytes(speech))
+        call = agent.calls[-1]
+        deadline = time.monotonic() + 20
+        while call.answer_started_at is None:
+            assert time.monotonic() < deadline, "the agent never answered: it did not hear the person"
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(4)  # the agent's sentence (~3.7 s) and its way back
+        _, samples = await host.heard_since(started + len(speech) / 96_000)
+        run.signal(signal.SIGTERM)
+        assert await run.wait(15) == ExitCode.COMPLETED
+    finally:
+        await run.close()
+        await host.close()
+    assert rms_dbfs(bytes(call.heard)) > -50, call.summary()
+    answer = to_pcm(samples)
+    loud = [answer[i : i + 1920] for i in range(0, len(answer) - 1920, 1920)]
+    speaking = [f for f in loud if rms_dbfs(f) > -45]
+    assert len(speaking) > 50, f"the person heard {len(speaking)} speech frames of the agent"

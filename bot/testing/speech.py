@@ -6,6 +6,7 @@ PyAV is already a dependency (aiortc's codecs), so the image needs no sox for th
 from __future__ import annotations
 
 import functools
+import io
 import shutil
 import subprocess
 import tempfile
@@ -56,12 +57,18 @@ def speech_pcm(text: str = DEFAULT_SENTENCE, voice: str = "en-us") -> bytes:
     return speech_pcm_uncached(text, voice)
 
 
-def make_speech_wav(text: str, out: Path, voice: str = "en-us", pad_s: float = 0.0) -> Path:
-    """Writes `text` spoken as a 48 kHz mono 16-bit WAV at `out`, with `pad_s` of trailing silence."""
-    pcm = speech_pcm(text, voice) + bytes(2 * int(pad_s * SAMPLE_RATE))
-    with wave.open(str(out), "wb") as wav:
+def wav_bytes(pcm: bytes) -> bytes:
+    """s16le mono 48 kHz PCM as the bytes of a WAV file."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
         wav.setnchannels(1)
         wav.setsampwidth(2)
         wav.setframerate(SAMPLE_RATE)
         wav.writeframes(pcm)
+    return out.getvalue()
+
+
+def make_speech_wav(text: str, out: Path, voice: str = "en-us", pad_s: float = 0.0) -> Path:
+    """Writes `text` spoken as a 48 kHz mono 16-bit WAV at `out`, with `pad_s` of trailing silence."""
+    out.write_bytes(wav_bytes(speech_pcm(text, voice) + bytes(2 * int(pad_s * SAMPLE_RATE))))
     return out
