@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bot.bot_request import BotRequest
+from bot.procs import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -81,17 +81,6 @@ def join_arguments(request: BotRequest, config_file: Path | None = None) -> list
     return args
 
 
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: if the service dies without stopping its bots, they get SIGTERM and
-    leave their meetings instead of lingering unsupervised."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 class LocalProcessLauncher:
     """Runs each bot as a child process: `command + join_arguments(request)`, with the service's environment
     plus `extra_env` and `BOT_ID`."""
@@ -125,7 +114,9 @@ class LocalProcessLauncher:
                 # Its own session: a Ctrl+C on the service's terminal reaches the service, which makes
                 # each bot leave in order, instead of hitting every bot at once.
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                # If the service dies without stopping its bots, they get SIGTERM and leave their meetings
+                # instead of lingering unsupervised.
+                preexec_fn=die_with_parent,
                 limit=1 << 20,
             )
         except OSError as e:

@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
+import signal
 from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """`preexec_fn` for a child that must not outlive us: the kernel sends it SIGTERM when its parent
+    dies, even by SIGKILL, when no cleanup of ours can run. (Linux only; elsewhere a no-op.)"""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def descendants(root: int | None = None, include_zombies: bool = False) -> set[int]:

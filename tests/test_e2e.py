@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from bot.testing.replica.meet_pages import MeetClientOptions, MeetPages
 from bot.testing.replica.server import ReplicaServer
 from bot.testing.speech import speech_pcm, wav_bytes
 from tests.bridge_support import KEY
+from tests.conftest import bot_temp_dirs
 from tests.join_support import JoinRun, replica_env
 from tests.webhook_receiver import WebhookReceiver
 
@@ -330,3 +333,44 @@ async def test_speech_both_ways_with_the_clients_audio_processing_on(
     loud = [answer[i : i + 1920] for i in range(0, len(answer) - 1920, 1920)]
     speaking = [f for f in loud if rms_dbfs(f) > -45]
     assert len(speaking) > 50, f"the person heard {len(speaking)} speech frames of the agent"
+
+
+def _survivors(pids: set[int]) -> dict[int, bytes]:
+    """The command lines of those `pids` still alive (zombies count as gone)."""
+    alive = {}
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                alive[pid] = Path(f"/proc/{pid}/cmdline").read_bytes()[:80]
+        except OSError:
+            continue
+    return alive
+
+
+async def test_a_bot_killed_outright_takes_its_browser_and_pulseaudio_with_it(
+    replica: ReplicaServer, agent: StandInAgent
+) -> None:
+    """SIGKILL (a supervisor's last resort) runs none of the bot's cleanup: its PulseAudio daemon and
+    Chromium must still go, not linger as orphans."""
+    mid, url = new_meeting("meet")
+    dirs_before = bot_temp_dirs()
+    host = await person(replica, "meet", mid)
+    run = await JoinRun(url, "echo", replica_env(replica, agent)).start()
+    try:
+        await in_call(run)
+        children = descendants(run.pid)
+        assert chromium_of(run.pid) in children
+        run.signal(signal.SIGKILL)
+        await run.wait(10)
+        for _ in range(100):  # up to 10 s
+            left = _survivors(children)
+            if not left:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await run.close()
+        await host.close()
+        # The killed bot could not remove its temporary dirs (nothing can, after SIGKILL): this test does.
+        for name in bot_temp_dirs() - dirs_before:
+            shutil.rmtree(Path(tempfile.gettempdir()) / name, ignore_errors=True)
+    assert not left, f"processes outlived the killed bot: {left}"

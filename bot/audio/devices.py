@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pulsectl
 
+from bot.procs import die_with_parent
+
 log = logging.getLogger(__name__)
 
 _DAEMON_CONF = """\
@@ -115,6 +117,8 @@ class PulseDaemon:
             stderr=asyncio.subprocess.PIPE,
             # Own process group: a terminal's Ctrl+C goes to us, and we stop this child in order.
             start_new_session=True,
+            # And if we are killed outright, the daemon goes too instead of running on as an orphan.
+            preexec_fn=die_with_parent,
         )
         socket = self._dir / "pulse" / "native"
         deadline = time.monotonic() + _START_TIMEOUT_S
