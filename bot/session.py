@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from bot.agent.base import AgentEndpoint
 from bot.agent.errors import AgentError
 from bot.audio.devices import AudioDevices
-from bot.audio.streams import reclock_on_new_streams
 from bot.bridge import Bridge, BridgeEvent
 from bot.browser import BotBrowser
 from bot.events import EventBus, EventKind
@@ -65,7 +64,6 @@ class BotSession:
         self._state = CallState.JOINING
         self._times: dict[str, float] = {"started": time.monotonic()}
         self._ended_by = ""
-        self._reclocker: asyncio.Task[None] | None = None
 
     @property
     def state(self) -> CallState:
@@ -103,10 +101,6 @@ class BotSession:
         m = self.meeting
         self.bus.emit(EventKind.JOINING, platform=m.platform, meeting_id=m.meeting_id, name=self.config.name)
         audio = await self.devices.start()
-        sinks = (self.devices.names.meeting_sink, self.devices.names.agent_sink)
-        self._reclocker = asyncio.create_task(
-            reclock_on_new_streams(audio.server, sinks, self.devices.reclock), name="reclock-on-new-streams"
-        )
         self._browser = BotBrowser(self.config.browser, self.config.artifacts_dir)
         page = await self._browser.start(audio)
         if not await self._join(page):
@@ -271,7 +265,7 @@ class BotSession:
                 await asyncio.wait_for(self._platform.leave(), 3)
 
     async def _teardown(self) -> None:
-        for close in (self._bridge_close, self._browser_close, self._reclocker_close, self.devices.close):
+        for close in (self._bridge_close, self._browser_close, self.devices.close):
             try:
                 await close()
             except Exception:
@@ -280,13 +274,6 @@ class BotSession:
     async def _bridge_close(self) -> None:
         if self._bridge is not None:
             await self._bridge.close()
-
-    async def _reclocker_close(self) -> None:
-        if self._reclocker is not None:
-            self._reclocker.cancel()
-            # It may also have stopped on its own if PulseAudio went away: nothing to report then.
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reclocker
 
     async def _browser_close(self) -> None:
         if self._browser is not None:

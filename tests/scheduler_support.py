@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Collection
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +87,25 @@ async def wait_state(
 
 def event_kinds(record: BotRecord) -> list[str]:
     return [e["event"] for e in record.events or [] if e.get("source") != "service"]
+
+
+@contextmanager
+def serve_process(db: Path, token: str, *args: str, bot_args: str = "") -> Iterator[str]:
+    """A real `meeting-bot serve` on a free port running `tests/fake_join.py {bot_args}` bots; yields its
+    URL."""
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "bot", "serve", "--port=0", f"--db=sqlite:///{db}",
+            f"--bot-command={sys.executable} {FAKE_JOIN} {bot_args}".rstrip(), *args,
+        ],
+        env={**os.environ, "BOT_API_TOKEN": token, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("serving on http://127.0.0.1:"), line
+        yield line.split()[2]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)

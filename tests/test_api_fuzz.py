@@ -3,9 +3,6 @@ every response matches the OpenAPI schema the service publishes."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,29 +13,15 @@ from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.scheduler_support import FAKE_JOIN
+from tests.scheduler_support import serve_process
 
 TOKEN = "fuzz-token-0123456789abcdef"
 
 
 @pytest.fixture
 def service_url(tmp_path: Path) -> Iterator[str]:
-    env = {**os.environ, "BOT_API_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "bot", "serve", "--port=0", f"--db=sqlite:///{tmp_path / 'bots.db'}",
-            "--max-bots=2", f"--bot-command={sys.executable} {FAKE_JOIN} --max-duration=1",
-        ],
-        env=env, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("serving on http://127.0.0.1:"), line
-        yield line.split()[2]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+    with serve_process(tmp_path / "bots.db", TOKEN, "--max-bots=2", bot_args="--max-duration=1") as url:
+        yield url
 
 
 @pytest.mark.slow

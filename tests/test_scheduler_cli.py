@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.scheduler_support import FAKE_JOIN, MEET_URL
+from tests.scheduler_support import FAKE_JOIN, MEET_URL, serve_process
 
 TOKEN = "cli-token-0123456789abcdef"
 
@@ -72,21 +72,8 @@ def test_serve_requires_a_token(tmp_path: Path) -> None:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "bot", "serve", "--port=0", f"--db=sqlite:///{tmp_path / 'bots.db'}",
-            f"--bot-command={sys.executable} {FAKE_JOIN}",
-        ],
-        env={**os.environ, "BOT_API_TOKEN": TOKEN}, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("serving on http://127.0.0.1:"), line
-        yield line.split()[2]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+    with serve_process(tmp_path / "bots.db", TOKEN) as url:
+        yield url
 
 
 def test_the_same_commands_through_the_api(served: str) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pulsectl
 
+from bot.audio.streams import reclock_on_new_streams
 from bot.procs import die_with_parent
 
 log = logging.getLogger(__name__)
@@ -171,6 +172,10 @@ class AudioDevices:
 
     server: str | None = None
     names: DeviceNames = field(default_factory=DeviceNames.unique)
+    # Reclock whenever a new stream connects to our sinks (a browser opens its output only once a call's
+    # audio starts): see `streams.reclock_on_new_streams`.
+    watch_streams: bool = True
+    _watcher: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _daemon: PulseDaemon | None = field(default=None, init=False, repr=False)
     _modules: list[int] = field(default_factory=list, init=False, repr=False)
     _address: str | None = field(default=None, init=False)
@@ -204,6 +209,11 @@ class AudioDevices:
             else:
                 self._address = self.server
             await asyncio.to_thread(self._load_modules)
+            if self.watch_streams:
+                sinks = (self.names.meeting_sink, self.names.agent_sink)
+                self._watcher = asyncio.create_task(
+                    reclock_on_new_streams(self.address, sinks, self.reclock), name="reclock-on-new-streams"
+                )
         except BaseException:
             await self.close()
             raise
@@ -266,6 +276,11 @@ class AudioDevices:
         if self._closed:
             return
         self._closed = True
+        if self._watcher is not None:
+            self._watcher.cancel()
+            # It may also have stopped on its own if PulseAudio went away: nothing to report then.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._watcher
         if self._modules and self._daemon is None and self._address is not None:
             # On a shared server our modules must be unloaded; a private daemon just stops.
             with contextlib.suppress(pulsectl.PulseError):

@@ -84,7 +84,8 @@ class Participant:
             await self._evaluate("() => participant.setup")
             # The AudioContext is paced by the null sink, which sleeps in 2 s blocks until reclocked
             # after a client connects: without this the page clock stalls, and audio received meanwhile
-            # stays queued in front of it as added delay. So: reclock, then join.
+            # stays queued in front of it as added delay. The devices' watcher reclocks soon after the
+            # stream appears; here the page clock must run before it is synced: reclock, then join.
             await _wait_for_sink_input(audio.server)
             await self._devices.reclock()
             await self.sync_clock()
