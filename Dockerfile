@@ -40,7 +40,8 @@ RUN /opt/venv/bin/pip install --no-compile --no-deps . \
 FROM debian:bookworm-slim
 
 ARG DEBIAN_FRONTEND=noninteractive
-# chromium and pulseaudio (with pulseaudio-utils: pactl, parec, pacat) carry the meeting's sound;
+# chromium and pulseaudio (with pulseaudio-utils: pactl, parec, pacat) carry the meeting's sound; xvfb
+# gives each bot its own X display, on which Chromium runs headful (browser.display = "xvfb");
 # python3 runs the venv; Playwright's Node.js driver needs libatomic1; tini is PID 1 (reaps zombies,
 # forwards signals); espeak-ng speaks for `meeting-bot demo`'s simulated participant and agent, in
 # English only (its other dictionaries: 10 MB).
@@ -49,7 +50,7 @@ RUN echo 'path-exclude=/usr/lib/*/espeak-ng-data/*_dict' >/etc/dpkg/dpkg.cfg.d/e
     && echo 'path-include=/usr/lib/*/espeak-ng-data/en_dict' >>/etc/dpkg/dpkg.cfg.d/espeak-ng-english \
     && apt-get update \
     && apt-get install -y --no-install-recommends \
-        chromium pulseaudio python3 libatomic1 tini ca-certificates espeak-ng \
+        chromium pulseaudio xvfb python3 libatomic1 tini ca-certificates espeak-ng \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home --uid 1000 --shell /bin/bash bot \
     && install -d -o bot -g bot /data

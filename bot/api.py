@@ -1,25 +1,36 @@
 """The HTTP API of the bot service (FastAPI): schedule, list, inspect and cancel bots.
 
-Every route but `GET /health` needs `Authorization: Bearer <BOT_API_TOKEN>` (compared in constant time).
-Invalid input gets a 422 whose `detail` names the field and says what to fix, in FastAPI's usual shape.
-The OpenAPI schema is at /openapi.json, the interactive docs at /docs.
+Every `/bots` route needs `Authorization: Bearer <BOT_API_TOKEN>`, checked before anything else reads the
+request (`_TokenGate`) and compared in constant time; `GET /metrics` (Prometheus) needs its own token only
+when one is set (BOT_METRICS_TOKEN). Invalid input gets a 422 whose `detail` names the field and says what
+to fix, in FastAPI's usual shape. The OpenAPI schema is at /openapi.json, the interactive docs at /docs.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Response, Security, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bot.bot_request import RequestError, validate_request
+from bot.cluster.placement import Placement
+from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.scheduler import BotService, NotFound
+from bot.settings import REGIONS
 from bot.store import BotRecord, BotState
+
+if TYPE_CHECKING:
+    Region = str
+else:
+    Region = Literal[REGIONS]  # the one list of regions, an enum in the OpenAPI schema
 
 
 class BotCreate(BaseModel):
@@ -41,7 +52,7 @@ class BotCreate(BaseModel):
     bot_name: str | None = Field(default=None, min_length=1, max_length=64, description="display name")
     metadata: dict[str, str] | None = Field(default=None, max_length=32, description="sent to the agent")
     webhook_url: str | None = Field(default=None, max_length=2000, description="receives every event")
-    region: Literal["us-west", "eu-west"] | None = Field(default=None, description="Millis region")
+    region: Region | None = Field(default=None, description="Millis region")
     max_duration_s: float | None = Field(default=None, gt=0, le=86400, description="leave after this long")
 
 
@@ -67,6 +78,24 @@ class BotOut(BaseModel):
     summary: dict[str, Any] | None
     last_stats: dict[str, Any] | None
     events: list[dict[str, Any]] | None = None
+    host: str | None = Field(
+        default=None, description="the worker host running it, or that ran it last (launcher = celery)"
+    )
+    heartbeat_at: str | None = Field(default=None, description="its host's last heartbeat for it")
+    attempts: int = Field(default=0, description="launches so far (a lost host's bot is launched again)")
+
+
+class HostOut(BaseModel):
+    name: str
+    address: str | None = Field(description="its address on the way to the broker")
+    pid: int | None
+    capacity: int = Field(description="bots it runs at once at most")
+    running: int
+    bots: list[str] = Field(description="the bots it runs now")
+    state: Literal["up", "draining", "stopped", "lost"]
+    drain: str = Field(description="on SIGTERM: finish (its bots end first) or handoff (to other hosts)")
+    started_at: str
+    heartbeat_at: str = Field(description="its last heartbeat")
 
 
 class Problem(BaseModel):
@@ -89,6 +118,21 @@ class Health(BaseModel):
     queued: int
 
 
+class DeliveryOut(BaseModel):
+    state: Literal["pending", "delivered", "dead"]
+    attempts: int = Field(description="attempts made so far")
+    next_attempt_at: str | None = Field(description="when a pending event is tried next")
+    finished_at: str | None = Field(description="when it was delivered, or given up on")
+    last_status: int | None = Field(description="the receiver's last HTTP status (none: no answer)")
+    last_error: str | None
+
+
+class EventOut(BaseModel):
+    seq: int = Field(description="increasing per service; poll with ?after=<the last seq seen>")
+    event: dict[str, Any] = Field(description="the event as recorded (`event`, `at`, `id`, its fields)")
+    delivery: DeliveryOut | None = Field(description="its webhook delivery; none if the bot has no webhook")
+
+
 # Module level: FastAPI resolves the (postponed) annotations that name it from this module's globals.
 _bearer = HTTPBearer(auto_error=False, description="the service's BOT_API_TOKEN")
 
@@ -100,11 +144,74 @@ def _out(record: BotRecord) -> BotOut:
 _UNAUTHORIZED = {"model": Problem, "description": "missing or wrong bearer token"}
 _INVALID = {"model": ValidationProblem, "description": "invalid input; `detail` names the field"}
 _NOT_FOUND = {"model": Problem, "description": "no bot with this id"}
+_UNAUTHORIZED_DETAIL = "missing or wrong bearer token: send Authorization: Bearer <BOT_API_TOKEN>"
 
 
-def create_app(service: BotService, token: str, start_service: bool = True) -> FastAPI:
+def _bearer_matches(scope: Scope, expected: bytes) -> bool:
+    """`Authorization: Bearer <token>` equal to `expected`. `hmac.compare_digest` takes a time that depends
+    only on the expected token's length, never on how much of a wrong token was right."""
+    given = b""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, credentials = value.partition(b" ")
+            if scheme.lower() == b"bearer":
+                given = credentials
+            break
+    return hmac.compare_digest(given, expected)
+
+
+class _TokenGate:
+    """Refuses a request to a protected path without the right bearer token before anything reads it.
+
+    FastAPI parses a JSON body before it runs a route's dependencies, so with the check only in a
+    dependency a wrong token sent with a malformed body got a 422 instead of a 401. `rules` maps a path
+    (and everything under it) to its token."""
+
+    def __init__(self, app: ASGIApp, rules: Sequence[tuple[str, bytes, str]]) -> None:
+        self.app = app
+        self.rules = rules
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            for prefix, expected, detail in self.rules:
+                if path == prefix or path.startswith(prefix + "/"):
+                    if not _bearer_matches(scope, expected):
+                        refused = JSONResponse(
+                            {"detail": detail}, 401, headers={"WWW-Authenticate": "Bearer"}
+                        )
+                        await refused(scope, receive, send)
+                        return
+                    break
+        await self.app(scope, receive, send)
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket for uvicorn (`serve` opens it first, to report a busy port plainly).
+
+    Made with proto=IPPROTO_TCP, unlike `socket.create_server`'s proto 0: asyncio sets TCP_NODELAY only on
+    sockets whose proto says TCP, and without it each response on a kept-alive connection waited ~40 ms
+    (uvicorn writes headers and body separately; Nagle held the body until the client's delayed ACK)."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(socket.SOMAXCONN)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def create_app(
+    service: BotService, token: str, start_service: bool = True, metrics_token: str = ""
+) -> FastAPI:
     """The API for `service`, which the app closes when it shuts down (making running bots leave) and,
-    with `start_service`, starts (`serve` starts it first, to report a bad database URL plainly)."""
+    with `start_service`, starts (`serve` starts it first, to report a bad database URL plainly).
+    `metrics_token`: the bearer token /metrics needs (empty: /metrics is open, like /health)."""
     if not token:
         raise ValueError("an API token is required (BOT_API_TOKEN)")
     expected = token.encode()
@@ -124,14 +231,16 @@ def create_app(service: BotService, token: str, start_service: bool = True) -> F
         description="Schedule bots that bring a Millis AI voice agent into Google Meet and Zoom calls.",
         lifespan=lifespan,
     )
+    rules = [("/bots", expected, _UNAUTHORIZED_DETAIL), ("/hosts", expected, _UNAUTHORIZED_DETAIL)]
+    if metrics_token:
+        rules.append(("/metrics", metrics_token.encode(), "send Authorization: Bearer <BOT_METRICS_TOKEN>"))
+    app.add_middleware(_TokenGate, rules=rules)
 
     def authorized(creds: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]) -> None:
         given = creds.credentials.encode() if creds is not None else b""
         if not hmac.compare_digest(given, expected):
             raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "missing or wrong bearer token: send Authorization: Bearer <BOT_API_TOKEN>",
-                headers={"WWW-Authenticate": "Bearer"},
+                status.HTTP_401_UNAUTHORIZED, _UNAUTHORIZED_DETAIL, headers={"WWW-Authenticate": "Bearer"}
             )
 
     auth = [Depends(authorized)]
@@ -139,6 +248,16 @@ def create_app(service: BotService, token: str, start_service: bool = True) -> F
     @app.get("/health", response_model=Health, tags=["service"])
     async def health() -> Health:
         return Health(status="ok", running=len(service.running_ids), queued=len(service.queued_ids))
+
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        tags=["service"],
+        responses={401: {"model": Problem, "description": "BOT_METRICS_TOKEN is set and was not sent"}},
+        description="Prometheus metrics (text format). Needs `Bearer <BOT_METRICS_TOKEN>` when that is set.",
+    )
+    async def metrics() -> Response:
+        return Response(service.metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
     @app.post(
         "/bots",
@@ -214,5 +333,51 @@ def create_app(service: BotService, token: str, start_service: bool = True) -> F
         if outcome == "leaving":
             response.status_code = 202
         return _out(record)
+
+    placements: list[Placement] = []  # made at the first GET /hosts (it creates the hosts table)
+
+    @app.get(
+        "/hosts",
+        response_model=list[HostOut],
+        dependencies=auth,
+        responses={401: _UNAUTHORIZED},
+        tags=["hosts"],
+        description="The worker hosts (scheduler.launcher = celery) with their capacity, running bots and "
+        "last heartbeat; empty when the bots run in the service itself.",
+    )
+    async def list_hosts() -> list[HostOut]:
+        store = service.store
+        if store is None:
+            return []
+        if not placements:
+            placements.append(Placement(store))
+        return [HostOut.model_validate(h.to_dict()) for h in placements[0].list_hosts()]
+
+    @app.get(
+        "/bots/{bot_id}/events",
+        response_model=list[EventOut],
+        dependencies=auth,
+        responses={401: _UNAUTHORIZED, 404: _NOT_FOUND},
+        tags=["bots"],
+        description="The bot's events in order, each with its webhook delivery state (pending, delivered, "
+        "dead). Poll with `after` (the last `seq` seen) instead of, or beside, a webhook.",
+    )
+    async def bot_events(
+        bot_id: str,
+        after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+        limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+    ) -> list[EventOut]:
+        try:
+            service.get(bot_id, with_events=False)
+        except NotFound as e:
+            raise HTTPException(404, str(e)) from None
+        return [
+            EventOut(
+                seq=e.seq,
+                event=e.data,
+                delivery=DeliveryOut.model_validate(e.delivery.status()) if e.delivery else None,
+            )
+            for e in service.outbox.events(bot_id, after, limit)
+        ]
 
     return app

@@ -1,9 +1,12 @@
 """Headless Chromium for one bot: launched on the bot's PulseAudio devices, with failure artifacts.
 
-Audio facts this relies on (docs/audio-browser-webrtc.md): Playwright's headless default `--mute-audio`
-makes Chromium play zeros, so it is removed; Chromium follows PULSE_SERVER / PULSE_SINK / PULSE_SOURCE
-from its environment. The profile and Chromium's temporary files live in a private `bot-browser-*`
-directory, which also identifies this browser's processes among ours (see `_our_processes`).
+Audio facts this relies on: Playwright's headless default `--mute-audio` makes Chromium play zeros, so it
+is removed; Chromium follows PULSE_SERVER / PULSE_SINK / PULSE_SOURCE from its environment. The profile and
+Chromium's temporary files live in a private `bot-browser-*` directory, which also identifies this
+browser's processes among ours (see `_our_processes`).
+
+Failure artifacts are saved here and nowhere else (`save_artifacts`): the platform adapter asks for them
+when a join fails, before it navigates away from the page that shows why.
 """
 
 from __future__ import annotations
@@ -144,12 +147,18 @@ class BotBrowser:
         return found
 
     async def save_artifacts(self, label: str) -> list[Path]:
-        """A screenshot and the HTML of the page; whatever can still be saved if the browser is dying."""
+        """A screenshot and the HTML of the page (and of each frame) as it is now, named after `label`;
+        whatever can still be saved if the browser is dying. Never overwrites: a label used before gets a
+        `-2`, `-3`, … suffix."""
         page = self._page
-        if page is None:
+        if page is None or page.is_closed():
             return []
-        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
-        stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-") or "page"
+        try:
+            self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            log.warning("no artifacts for %s: %s", label, e)
+            return []
+        stem = self._free_stem(re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-") or "page")
         saved: list[Path] = []
         png = self.artifacts_dir / f"{stem}.png"
         try:
@@ -162,18 +171,28 @@ class BotBrowser:
             content = await asyncio.wait_for(page.content(), _ARTIFACT_TIMEOUT_MS / 1000)
             html.write_text(content)
             saved.append(html)
-        except (PlaywrightError, TimeoutError) as e:
+        except (PlaywrightError, TimeoutError, OSError) as e:
             log.warning("no page HTML for %s: %s", label, e)
-        # Clients that run inside an iframe (Zoom with fromPWA=1) keep their real DOM there.
+        # Clients that run inside an iframe (Zoom with fromPWA=1) keep their real DOM there; frames that
+        # never loaded anything (about:blank placeholders) have nothing to show.
         for i, frame in enumerate(page.frames[1:], start=1):
+            if frame.url in ("", "about:blank"):
+                continue
             path = self.artifacts_dir / f"{stem}.frame{i}.html"
             try:
                 content = await asyncio.wait_for(frame.content(), _ARTIFACT_TIMEOUT_MS / 1000)
                 path.write_text(f"<!-- {frame.url} -->\n{content}")
                 saved.append(path)
-            except (PlaywrightError, TimeoutError) as e:
+            except (PlaywrightError, TimeoutError, OSError) as e:
                 log.warning("no HTML of frame %s for %s: %s", frame.url, label, e)
         return saved
+
+    def _free_stem(self, stem: str) -> str:
+        free, n = stem, 1
+        while any((self.artifacts_dir / f"{free}{ext}").exists() for ext in (".png", ".html")):
+            n += 1
+            free = f"{stem}-{n}"
+        return free
 
     async def close(self) -> None:
         if self._closed:

@@ -25,8 +25,11 @@ COMMANDS: dict[str, str] = {
     "list": "bot.commands.list_bots",
     "cancel": "bot.commands.cancel",
     "serve": "bot.commands.serve",
+    "worker": "bot.commands.worker",
     "bridge": "bot.commands.bridge",
     "agent-standin": "bot.commands.agent_standin",
+    "login": "bot.commands.login",
+    "classify-page": "bot.commands.classify_page",
 }
 
 

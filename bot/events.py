@@ -1,18 +1,30 @@
-"""The bot's status events: one typed stream, fanned out to the terminal, JSON lines and a webhook."""
+"""The bot's status events: one typed stream, fanned out to the terminal, JSON lines and a webhook.
+
+One frozen dataclass per event (as livekit agents' `voice/events.py` has one model per event). Each knows
+its `kind` (the JSON `event` name) and serialises to the documented JSON object: `event`, `at`, `id`, then
+its own fields in declaration order. A field that is `None` is optional and left out of the JSON (e.g.
+`retry` on a first `joining`). `parse_event()` reads such an object back, for the scheduler, which sees a
+bot only through its `join --json` lines.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any, TextIO
+from enum import Enum, StrEnum
+from typing import Any, ClassVar, TextIO
+
+from bot.platforms.base import EndReason
 
 
 class EventKind(StrEnum):
+    """The `event` name of each status event, in the order they normally happen."""
+
     JOINING = "joining"
     AWAITING_ADMISSION = "awaiting_admission"
     IN_CALL = "in_call"
@@ -24,18 +36,200 @@ class EventKind(StrEnum):
     SUMMARY = "summary"
 
 
-@dataclass(frozen=True)
+class EndedBy(StrEnum):
+    """Who ended the bot's time in the call (`ended.by`, `summary.ended_by`)."""
+
+    MEETING = "meeting"  # the platform: host ended it, the bot was removed, the call ended
+    BOT = "bot"  # the bot's own rules (alone, max duration) or a failure
+    USER = "user"  # told to leave: a signal, the API, a cancel
+    AGENT = "agent"  # the agent could not be kept connected
+
+
+class EventFormatError(ValueError):
+    """A JSON object that is not one of the documented events (unknown `event`, missing or bad field)."""
+
+
+_META = frozenset({"at", "id"})
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, kw_only=True)
 class BotEvent:
-    kind: EventKind
-    data: dict[str, Any] = field(default_factory=dict)
-    at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    """Base of every status event: when it happened and a unique id (the webhook's `X-Bot-Event-Id`)."""
+
+    kind: ClassVar[EventKind]
+
+    at: dt.datetime = field(default_factory=_now)
+    id: str = field(default_factory=_new_id)
+
+    def payload(self) -> dict[str, Any]:
+        """The event's own fields as JSON values, in declaration order; `None` fields left out."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name in _META:
+                continue
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            out[f.name] = _plain(value)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"event": self.kind.value, "at": self.at.isoformat(), "id": self.id, **self.data}
+        return {"event": self.kind.value, "at": self.at.isoformat(), "id": self.id, **self.payload()}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"), default=str)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class Joining(BotEvent):
+    """The bot starts joining; again with `retry` (and the failure it retries `after`) on a retry."""
+
+    kind: ClassVar[EventKind] = EventKind.JOINING
+    platform: str  # "meet" | "zoom"
+    meeting_id: str
+    name: str
+    retry: int | None = None
+    after: str | None = None  # the retried failure's code
+
+
+@dataclass(frozen=True, kw_only=True)
+class AwaitingAdmission(BotEvent):
+    kind: ClassVar[EventKind] = EventKind.AWAITING_ADMISSION
+
+
+@dataclass(frozen=True, kw_only=True)
+class InCall(BotEvent):
+    kind: ClassVar[EventKind] = EventKind.IN_CALL
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentConnected(BotEvent):
+    """The agent is connected; after an outage with the reconnect `attempt` that succeeded."""
+
+    kind: ClassVar[EventKind] = EventKind.AGENT_CONNECTED
+    agent: str  # the endpoint's description; never a secret
+    attempt: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentReconnecting(BotEvent):
+    kind: ClassVar[EventKind] = EventKind.AGENT_RECONNECTING
+    attempt: int
+    detail: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stats(BotEvent):
+    """Every `bot.stats_interval_s`: out = meeting → agent, in = agent → meeting."""
+
+    kind: ClassVar[EventKind] = EventKind.STATS
+    frames_out: int
+    frames_in: int
+    bytes_out: int
+    bytes_in: int
+    dropped: int
+    level_out_dbfs: float
+    level_in_dbfs: float
+    reconnects: int
+    # The bridge's latest agent reply delay (a sound onset sent → the next onset received); none before the
+    # first. The service's metrics count each new value once.
+    reply_delay_ms: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ended(BotEvent):
+    kind: ClassVar[EventKind] = EventKind.ENDED
+    reason: EndReason
+    by: EndedBy
+
+
+@dataclass(frozen=True, kw_only=True)
+class Failed(BotEvent):
+    """`code`: a `FailureCode`, an `AgentError.code`, or `crashed` (an internal error)."""
+
+    kind: ClassVar[EventKind] = EventKind.FAILED
+    code: str
+    message: str
+    artifacts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Summary(BotEvent):
+    """The last event. `outcome` is the end reason or the failure code; timings in seconds; the join and
+    in-call times only if the bot got into the call, the lobby time only if it waited in one, the agent
+    figures only if the agent was ever connected."""
+
+    kind: ClassVar[EventKind] = EventKind.SUMMARY
+    outcome: str
+    exit_code: int
+    ended_by: EndedBy
+    total_s: float
+    join_s: float | None = None
+    in_call_s: float | None = None
+    lobby_s: float | None = None
+    reconnects: int | None = None
+    bytes_to_agent: int | None = None
+    bytes_from_agent: int | None = None
+    dropped_frames: int | None = None
+
+
+EVENT_TYPES: Mapping[EventKind, type[BotEvent]] = {
+    t.kind: t
+    for t in (
+        Joining,
+        AwaitingAdmission,
+        InCall,
+        AgentConnected,
+        AgentReconnecting,
+        Stats,
+        Ended,
+        Failed,
+        Summary,
+    )
+}
+
+
+def parse_event(data: Mapping[str, Any]) -> BotEvent:
+    """The typed event for one documented JSON object; raises `EventFormatError` otherwise.
+
+    Fields the event does not define are ignored (a newer bot may add some); a missing `id` gets a new one.
+    """
+    try:
+        cls = EVENT_TYPES[EventKind(str(data.get("event")))]
+    except ValueError:
+        raise EventFormatError(f"not a bot event: {data.get('event')!r}") from None
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            kwargs[f.name] = data[f.name]
+    try:
+        kwargs["at"] = dt.datetime.fromisoformat(str(data["at"]))
+        if "reason" in kwargs:
+            kwargs["reason"] = EndReason(kwargs["reason"])
+        for name in ("by", "ended_by"):
+            if name in kwargs:
+                kwargs[name] = EndedBy(kwargs[name])
+        if "artifacts" in kwargs:
+            kwargs["artifacts"] = tuple(str(a) for a in kwargs["artifacts"])
+        return cls(**kwargs)
+    except (KeyError, ValueError, TypeError) as e:
+        raise EventFormatError(f"bad {cls.kind.value} event: {e}") from None
 
 
 EventListener = Callable[[BotEvent], None]
@@ -46,14 +240,11 @@ class EventBus:
 
     def __init__(self) -> None:
         self._listeners: list[EventListener] = []
-        self.history: list[BotEvent] = []
 
     def subscribe(self, listener: EventListener) -> None:
         self._listeners.append(listener)
 
-    def emit(self, kind: EventKind, **data: Any) -> BotEvent:
-        event = BotEvent(kind, data)
-        self.history.append(event)
+    def emit(self, event: BotEvent) -> BotEvent:
         for listener in self._listeners:
             try:
                 listener(event)
@@ -81,36 +272,58 @@ class TerminalPrinter:
         self._show_stats = show_stats
 
     def __call__(self, event: BotEvent) -> None:
-        if event.kind is EventKind.STATS and not self._show_stats:
+        if isinstance(event, Stats) and not self._show_stats:
             return
         stamp = event.at.astimezone().strftime("%H:%M:%S")
-        self._stream.write(f"{stamp}  {event.kind.value:<19} {_describe(event)}".rstrip() + "\n")
+        self._stream.write(f"{stamp}  {event.kind.value:<19} {describe(event)}".rstrip() + "\n")
         self._stream.flush()
 
 
-def _describe(event: BotEvent) -> str:
-    d = event.data
-    match event.kind:
-        case EventKind.JOINING:
-            return f"{d.get('platform', '')} {d.get('meeting_id', '')} as {d.get('name', '')!r}"
-        case EventKind.AGENT_CONNECTED:
-            return str(d.get("agent", ""))
-        case EventKind.AGENT_RECONNECTING:
-            return f"attempt {d.get('attempt')}: {d.get('detail', '')}"
-        case EventKind.ENDED:
-            by = f" by={d['by']}" if d.get("by") else ""
-            return f"reason={d.get('reason')}{by}"
-        case EventKind.FAILED:
-            arts = d.get("artifacts") or []
-            saved = f" (saved: {', '.join(arts)})" if arts else ""
-            return f"{d.get('code')}: {d.get('message')}{saved}"
-        case EventKind.STATS:
+def describe(event: BotEvent) -> str:
+    """The terminal's words for an event (after its time and name)."""
+    match event:
+        case Joining():
+            return f"{event.platform} {event.meeting_id} as {event.name!r}"
+        case AgentConnected():
+            return event.agent
+        case AgentReconnecting():
+            return f"attempt {event.attempt}: {event.detail}"
+        case Ended():
+            return f"reason={event.reason.value} by={event.by.value}"
+        case Failed():
+            saved = f" (saved: {', '.join(event.artifacts)})" if event.artifacts else ""
+            return f"{event.code}: {event.message}{saved}"
+        case Stats():
             return (
-                f"to agent {d.get('frames_out')} frames {d.get('level_out_dbfs', -120):.0f} dBFS, "
-                f"from agent {d.get('frames_in')} frames {d.get('level_in_dbfs', -120):.0f} dBFS, "
-                f"drops {d.get('dropped', 0)}, reconnects {d.get('reconnects', 0)}"
+                f"to agent {event.frames_out} frames {event.level_out_dbfs:.0f} dBFS, "
+                f"from agent {event.frames_in} frames {event.level_in_dbfs:.0f} dBFS, "
+                f"drops {event.dropped}, reconnects {event.reconnects}"
             )
-        case EventKind.SUMMARY:
-            return ", ".join(f"{k}={v}" for k, v in d.items())
+        case Summary():
+            return ", ".join(f"{k}={v}" for k, v in event.payload().items())
         case _:
             return ""
+
+
+__all__ = [
+    "EVENT_TYPES",
+    "AgentConnected",
+    "AgentReconnecting",
+    "AwaitingAdmission",
+    "BotEvent",
+    "Ended",
+    "EndedBy",
+    "EventBus",
+    "EventFormatError",
+    "EventKind",
+    "EventListener",
+    "Failed",
+    "InCall",
+    "Joining",
+    "JsonLinesPrinter",
+    "Stats",
+    "Summary",
+    "TerminalPrinter",
+    "describe",
+    "parse_event",
+]

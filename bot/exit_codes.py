@@ -1,10 +1,19 @@
-"""Process exit codes per outcome: one table, documented in the README."""
+"""Process exit codes per outcome: one table, documented in the README.
+
+Looked up by type, never by a copied string: a join failure by its `FailureCode`, an agent failure by its
+`AgentError` class (its nearest listed base class, so a new subclass inherits its parent's code).
+"""
 
 from __future__ import annotations
 
+import functools
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 from bot.platforms.base import FailureCode
+
+if TYPE_CHECKING:
+    from bot.agent.errors import AgentError
 
 
 class ExitCode(IntEnum):
@@ -25,7 +34,7 @@ class ExitCode(IntEnum):
     CRASHED = 30  # browser crashed or an internal error
 
 
-FAILURE_EXIT: dict[str, ExitCode] = {
+JOIN_FAILURE_EXIT: dict[FailureCode, ExitCode] = {
     FailureCode.DENIED: ExitCode.DENIED,
     FailureCode.LOBBY_TIMEOUT: ExitCode.LOBBY_TIMEOUT,
     FailureCode.BLOCKED: ExitCode.BLOCKED,
@@ -38,16 +47,38 @@ FAILURE_EXIT: dict[str, ExitCode] = {
     FailureCode.UI_CHANGED: ExitCode.UI_CHANGED,
     FailureCode.BROWSER_CRASHED: ExitCode.CRASHED,
     FailureCode.INVALID_URL: ExitCode.USAGE,
-    # Agent failures, by AgentError.code
-    "bad_key": ExitCode.BAD_KEY,
-    "unknown_agent": ExitCode.UNKNOWN_AGENT,
-    "agent_unreachable": ExitCode.AGENT_UNREACHABLE,
-    "agent_timeout": ExitCode.AGENT_UNREACHABLE,
-    "bad_answer": ExitCode.AGENT_UNREACHABLE,
-    "crashed": ExitCode.CRASHED,
-    "config": ExitCode.USAGE,
 }
 
 
-def exit_code_for(code: str) -> ExitCode:
-    return FAILURE_EXIT.get(code, ExitCode.CRASHED)
+@functools.cache
+def agent_failure_exit() -> dict[type[AgentError], ExitCode]:
+    """Exit code per `AgentError` class. Built on first use: importing `bot.agent` loads aiortc, which the
+    scheduling service (it only needs `ExitCode`) has no use for."""
+    from bot.agent.errors import (
+        AgentAuthError,
+        AgentBadAnswer,
+        AgentError,
+        AgentNotFound,
+        AgentTimeout,
+        AgentUnavailable,
+    )
+
+    return {
+        AgentError: ExitCode.AGENT_UNREACHABLE,  # "could not be reached or answered unusably"
+        AgentAuthError: ExitCode.BAD_KEY,
+        AgentNotFound: ExitCode.UNKNOWN_AGENT,
+        AgentUnavailable: ExitCode.AGENT_UNREACHABLE,
+        AgentTimeout: ExitCode.AGENT_UNREACHABLE,
+        AgentBadAnswer: ExitCode.AGENT_UNREACHABLE,
+    }
+
+
+def exit_code_for(failure: FailureCode | AgentError) -> ExitCode:
+    """The exit code of a join failure (by code) or an agent failure (by the error's class)."""
+    if isinstance(failure, FailureCode):
+        return JOIN_FAILURE_EXIT[failure]
+    table = agent_failure_exit()
+    for cls in type(failure).__mro__:
+        if cls in table:
+            return table[cls]
+    return ExitCode.CRASHED  # not reachable for an AgentError: its base class is listed

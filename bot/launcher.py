@@ -2,8 +2,10 @@
 
 `Launcher.start(request)` returns a `BotHandle`: its `events()` are the bot's status events (the `join
 --json` lines), `stop()` asks it to leave the meeting, `wait()` gives its exit code. `LocalProcessLauncher`
-runs each bot as its own child process on this machine, so one crash never takes the others down; a launcher
-that spreads bots over many machines implements the same two small interfaces.
+runs each bot as its own child process on this machine, so one crash never takes the others down.
+
+A `RemoteLauncher` spreads bots over worker hosts (`bot.cluster`): the service only hands it queued bots;
+each host runs them with a `LocalProcessLauncher` of its own and records them in the shared store.
 """
 
 from __future__ import annotations
@@ -18,16 +20,29 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from bot.bot_request import BotRequest
 from bot.procs import die_with_parent
 
+if TYPE_CHECKING:
+    from bot.store import BotStore
+
 log = logging.getLogger(__name__)
 
 DEFAULT_COMMAND: tuple[str, ...] = (sys.executable, "-m", "bot", "join")
-# The service's own secrets: a bot (a browser on third-party pages) has no use for them.
-SERVICE_ONLY_ENV = frozenset({"BOT_API_TOKEN", "BOT_DB_URL"})
+# The service's own secrets: a bot (a browser on third-party pages) has no use for them. Webhooks of the
+# bots the service runs are the service's job (bot.outbox), so their URL and secret stay with it too.
+SERVICE_ONLY_ENV = frozenset(
+    {
+        "BOT_API_TOKEN",
+        "BOT_DB_URL",
+        "BOT_BROKER_URL",
+        "BOT_METRICS_TOKEN",
+        "BOT_WEBHOOK_URL",
+        "BOT_WEBHOOK_SECRET",
+    }
+)
 
 
 class BotHandle(Protocol):
@@ -58,12 +73,32 @@ class Launcher(Protocol):
     async def start(self, request: BotRequest) -> BotHandle: ...
 
 
+@runtime_checkable
+class RemoteLauncher(Protocol):
+    """A launcher whose bots run on other hosts (`bot.cluster.launcher.CeleryLauncher`): the service hands it
+    each queued bot; a worker host claims the bot in the store, runs it as `LocalProcessLauncher` does here
+    and records it in the same store, so the service holds no handle."""
+
+    async def open(self, store: BotStore) -> None:
+        """Starts watching the hosts (and re-filling the queue) on the service's store."""
+        ...
+
+    def enqueue(self, bot_ids: Sequence[str]) -> None:
+        """Hands over bots the service just moved to `queued`, in join order; never blocks."""
+        ...
+
+    async def close(self) -> None:
+        """Stops watching; the hosts' bots run on."""
+        ...
+
+
 class LaunchError(RuntimeError):
     """The bot could not be started at all (e.g. the command does not exist)."""
 
 
 def join_arguments(request: BotRequest, config_file: Path | None = None) -> list[str]:
-    """The `join` command line for a request. Values go as `--flag=value` so none can pass for a flag."""
+    """The `join` command line for a request. Values go as `--flag=value` so none can pass for a flag.
+    No `--webhook`: the service delivers the request's webhook from its store (bot.outbox)."""
     args = [request.meeting_url, f"--agent-id={request.agent_id}", "--json"]
     if request.bot_name:
         args.append(f"--name={request.bot_name}")
@@ -71,8 +106,6 @@ def join_arguments(request: BotRequest, config_file: Path | None = None) -> list
         args.append(f"--region={request.region}")
     if request.max_duration_s is not None:
         args.append(f"--max-duration={request.max_duration_s:g}")
-    if request.webhook_url:
-        args.append(f"--webhook={request.webhook_url}")
     if config_file is not None:
         args.append(f"--config={config_file}")
     if request.metadata:
@@ -90,14 +123,12 @@ class LocalProcessLauncher:
         command: Sequence[str] = DEFAULT_COMMAND,
         extra_env: Mapping[str, str] | None = None,
         config_file: Path | None = None,
-        cwd: Path | None = None,
     ) -> None:
         if not command:
             raise ValueError("launcher command must not be empty")
         self.command = list(command)
         self.extra_env = dict(extra_env or {})
         self.config_file = config_file
-        self.cwd = cwd
 
     async def start(self, request: BotRequest) -> LocalBotHandle:
         env = {k: v for k, v in os.environ.items() if k not in SERVICE_ONLY_ENV}
@@ -110,7 +141,6 @@ class LocalProcessLauncher:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 env=env,
-                cwd=self.cwd,
                 # Its own session: a Ctrl+C on the service's terminal reaches the service, which makes
                 # each bot leave in order, instead of hitting every bot at once.
                 start_new_session=True,
@@ -130,7 +160,6 @@ class LocalBotHandle:
         self.bot_id = bot_id
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
         self._stderr_task = asyncio.create_task(self._drain_stderr(), name=f"bot-{bot_id}-stderr")
-        self._stopped = False
 
     @property
     def pid(self) -> int:
@@ -159,7 +188,6 @@ class LocalBotHandle:
 
     def stop(self) -> None:
         if self.proc.returncode is None:
-            self._stopped = True
             with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(signal.SIGTERM)
 

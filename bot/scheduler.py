@@ -7,6 +7,10 @@ grace window is skipped and the bot recorded as missed, never started hours late
 restarts or two schedulers); bots then start in order through a `Launcher` while fewer than
 `max_concurrent_bots` run, and the excess waits in state `queued`.
 
+With a `RemoteLauncher` (scheduler.launcher = "celery", `bot.cluster`) the bots run on worker hosts instead:
+each queued bot is handed to the launcher, the host that takes it claims and records it in the same store,
+and the service holds no process of its own (so neither its restart nor `max_concurrent_bots` touch them).
+
 A `BotService` started without a launcher is a *client*: it schedules, lists and cancels in the database
 (the CLI without --api) while a serving instance elsewhere runs the bots; the serving instance wakes every
 `poll_interval_s` to see jobs and stop requests written by clients.
@@ -19,9 +23,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
-import signal
-from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +33,14 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.bot_request import BotRequest, parse_join_at
+from bot.bot_request import BotRequest, RequestError, parse_join_at
 from bot.exit_codes import ExitCode
-from bot.launcher import BotHandle, Launcher, LaunchError
+from bot.launcher import BotHandle, Launcher, LaunchError, RemoteLauncher
+from bot.metrics import ServiceMetrics
+from bot.outbox import DispatcherConfig, WebhookDispatcher, WebhookOutbox
+from bot.platforms.urls import InvalidMeetingUrl, parse_meeting_url
+from bot.recording import BotRecorder
+from bot.settings import SchedulerSection
 from bot.store import (
     PENDING,
     RUNNING,
@@ -50,22 +57,26 @@ log = logging.getLogger(__name__)
 
 
 def default_db_url() -> str:
-    """BOT_DB_URL, else a SQLite file in the user's state directory."""
-    if url := os.environ.get("BOT_DB_URL"):
-        return url
+    """A SQLite file in the user's state directory (scheduler.db_url, i.e. BOT_DB_URL, replaces it)."""
     state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
     return f"sqlite:///{state / 'meeting-bot' / 'bots.db'}"
 
 
+_DEFAULTS = SchedulerSection()  # the defaults live with the settings, once
+
+
 @dataclass
 class SchedulerConfig:
-    db_url: str = ""  # empty: default_db_url()
-    lead_time_s: float = 30.0  # start the bot this early, so it is in the meeting at join_at
-    misfire_grace_s: float = 120.0  # a job found later than this is skipped and recorded as missed
-    max_concurrent_bots: int = 4
-    queue_timeout_s: float = 1800.0  # a queued bot still without a slot this long after join_at: missed
-    stop_timeout_s: float = 15.0  # after asking a bot to leave, kill it if it has not exited by then
-    poll_interval_s: float = 1.0
+    """The service's options; commands build them from the [scheduler] settings (bot.session_config)."""
+
+    db_url: str = field(default="", repr=False)  # may hold a password; empty: default_db_url()
+    # What each means: bot.settings.SchedulerSection.
+    lead_time_s: float = _DEFAULTS.lead_time_s
+    misfire_grace_s: float = _DEFAULTS.misfire_grace_s
+    max_concurrent_bots: int = _DEFAULTS.max_concurrent_bots
+    queue_timeout_s: float = _DEFAULTS.queue_timeout_s
+    stop_timeout_s: float = _DEFAULTS.stop_timeout_s
+    poll_interval_s: float = _DEFAULTS.poll_interval_s
 
     def __post_init__(self) -> None:
         self.db_url = self.db_url or default_db_url()
@@ -77,25 +88,6 @@ class SchedulerConfig:
                 raise ValueError(f"{name} must be positive")
         if self.max_concurrent_bots < 1:
             raise ValueError("max_concurrent_bots must be at least 1")
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> SchedulerConfig:
-        """BOT_DB_URL and BOT_SCHEDULER_<FIELD> (e.g. BOT_SCHEDULER_LEAD_TIME_S), then non-None overrides.
-        `serve` and a direct `schedule` read the same variables, so both compute the same start times."""
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        if env.get("BOT_DB_URL"):
-            values["db_url"] = env["BOT_DB_URL"]
-        for name, f in cls.__dataclass_fields__.items():
-            raw = env.get(f"BOT_SCHEDULER_{name.upper()}")
-            if raw and name != "db_url":
-                kind = int if f.type in ("int", int) else float
-                try:
-                    values[name] = kind(raw)
-                except ValueError:
-                    raise ValueError(f"BOT_SCHEDULER_{name.upper()}={raw!r} is not a number") from None
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
 
 
 class DatabaseError(RuntimeError):
@@ -129,20 +121,28 @@ async def run_scheduled_bot(bot_id: str) -> None:
     service._claim(bot_id)
 
 
-def _final_state(code: int) -> BotState:
-    if code == ExitCode.COMPLETED:
-        return BotState.ENDED
-    if code == ExitCode.CRASHED or code < 0 or code not in ExitCode._value2member_map_:
-        return BotState.CRASHED
-    return BotState.FAILED
-
-
 class BotService:
     """Schedules bots, runs them through the launcher and records everything. `start()`/`close()`."""
 
-    def __init__(self, config: SchedulerConfig | None = None, launcher: Launcher | None = None) -> None:
+    def __init__(
+        self,
+        config: SchedulerConfig | None = None,
+        launcher: Launcher | RemoteLauncher | None = None,
+        webhooks: DispatcherConfig | None = None,
+    ) -> None:
         self.config = config or SchedulerConfig()
-        self.launcher = launcher
+        self.webhooks = webhooks or DispatcherConfig()
+        self._dispatcher: WebhookDispatcher | None = None
+        self.metrics = ServiceMetrics(
+            capacity=self.config.max_concurrent_bots,
+            running=lambda: len(self.running_ids),
+            queued=lambda: len(self._queue),
+            bots_by_state=lambda: {s.value: n for s, n in self._require_store().count_by_state().items()},
+            deliveries_by_state=lambda: {s.value: n for s, n in self.outbox.count_by_state().items()},
+        )
+        # Bots run here through `launcher`, or on worker hosts through `remote`.
+        self.remote = launcher if isinstance(launcher, RemoteLauncher) else None
+        self.launcher = None if isinstance(launcher, RemoteLauncher) else launcher
         self.store: BotStore | None = None
         self._scheduler: _Scheduler | None = None
         self._queue: list[str] = []
@@ -156,7 +156,7 @@ class BotService:
 
     @property
     def serving(self) -> bool:
-        return self.launcher is not None
+        return self.launcher is not None or self.remote is not None
 
     @property
     def running_ids(self) -> list[str]:
@@ -170,6 +170,11 @@ class BotService:
         if self.store is None:
             raise RuntimeError("BotService.start() has not been called")
         return self.store
+
+    @property
+    def outbox(self) -> WebhookOutbox:
+        """The bots' events with their webhook deliveries (bot.outbox)."""
+        return self._require_store().outbox
 
     async def start(self) -> None:
         """Opens the database (DatabaseError if it can't) and, when serving, starts processing jobs."""
@@ -195,6 +200,12 @@ class BotService:
         _services[self._loop] = self
         self._scheduler.add_listener(self._on_job_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
         self._reconcile()
+        # Delivers what the last run left queued, then every new event (this process's or a client's).
+        self._dispatcher = WebhookDispatcher(self.outbox, self.webhooks, self.metrics)
+        self._dispatcher.start()
+        self.store.on_event = self._dispatcher.notify
+        if self.remote is not None:
+            await self.remote.open(self.store)
         self._scheduler.resume()
         self._poller = asyncio.create_task(self._poll(), name="bot-service-poll")
         self._pump()
@@ -222,6 +233,12 @@ class BotService:
             task.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks)
+        if self.remote is not None:
+            await self.remote.close()  # the workers' bots run on
+        if self._dispatcher is not None:
+            # After the bots: their last events are queued by now. What is not delivered yet stays
+            # queued in the database for the next start().
+            await self._dispatcher.close()
         if self.store is not None:
             self.store.close()
 
@@ -231,6 +248,10 @@ class BotService:
         """Records the bot and adds its job. `request` comes from `validate_request`."""
         store = self._require_store()
         assert self._scheduler is not None
+        if self.serving and request.webhook_url and not self.webhooks.secret:
+            raise RequestError(
+                "webhook_url", "this service has no secret to sign webhooks with: set BOT_WEBHOOK_SECRET"
+            )
         now = utcnow()
         when = parse_join_at(join_at, now)
         run_at = max(when - dt.timedelta(seconds=self.config.lead_time_s), now)
@@ -326,7 +347,8 @@ class BotService:
         assert self._scheduler is not None
         now = utcnow()
         grace = dt.timedelta(seconds=self.config.misfire_grace_s)
-        for record in store.list_bots(RUNNING, limit=1_000_000):
+        # Bots on worker hosts outlive the service (their hosts' heartbeats tell); its own died with it.
+        for record in [] if self.remote else store.list_bots(RUNNING, limit=1_000_000):
             store.transition(
                 record.id,
                 BotState.CRASHED,
@@ -334,8 +356,9 @@ class BotService:
                 ended_at=now,
                 message="the service stopped while this bot ran; its end was not recorded",
             )
-        for record in sorted(
-            store.list_bots([BotState.QUEUED], limit=1_000_000), key=lambda r: r.queued_at or now
+        for record in sorted(  # (a remote launcher re-fills its queue from the store itself)
+            [] if self.remote else store.list_bots([BotState.QUEUED], limit=1_000_000),
+            key=lambda r: r.queued_at or now,
         ):
             self._queue.append(record.id)
         jobs = {job.id: job for job in self._scheduler.get_jobs()}
@@ -376,8 +399,12 @@ class BotService:
             log.info("bot %s was already claimed or cancelled; not starting it again", bot_id)
 
     def _pump(self) -> None:
-        """Starts queued bots while there is room."""
+        """Starts queued bots while there is room (or hands them all to the remote launcher)."""
         store = self._require_store()
+        if self.remote is not None:
+            queued, self._queue = self._queue, []
+            self.remote.enqueue(queued)
+            return
         while (
             self._queue
             and not self._closed
@@ -410,10 +437,12 @@ class BotService:
         bot_id = record.id
         try:
             request = BotRequest.from_dict(bot_id, record.request)
+            self.metrics.launched(bot_id, _platform(record.meeting_url))
             try:
                 handle = await self.launcher.start(request)
             except LaunchError as e:
                 store.transition(bot_id, BotState.CRASHED, RUNNING, ended_at=utcnow(), message=str(e))
+                self.metrics.finished(bot_id, "launch_failed")
                 return
             self._handles[bot_id] = handle
             self._starting.discard(bot_id)
@@ -438,6 +467,7 @@ class BotService:
                 handle_left.kill()
                 await handle_left.wait()
         finally:
+            self.metrics.finished(bot_id, "crashed")  # nothing if its exit was recorded
             self._starting.discard(bot_id)
             self._handles.pop(bot_id, None)
             timer = self._stopping.pop(bot_id, None)
@@ -453,62 +483,21 @@ class BotService:
         assert self._loop is not None
         self._stopping[bot_id] = self._loop.call_later(self.config.stop_timeout_s, handle.kill)
 
-    def _on_bot_event(self, bot_id: str, event: dict[str, Any]) -> None:
-        store = self._require_store()
-        kind = event.get("event")
-        if kind == "stats":
-            store.update(bot_id, last_stats=event)
-            return
-        store.add_event(bot_id, event)
-        if kind == "joining":
-            store.transition(bot_id, BotState.JOINING, [BotState.STARTING])
-        elif kind == "awaiting_admission":
-            store.transition(bot_id, BotState.AWAITING_ADMISSION, [BotState.STARTING, BotState.JOINING])
-        elif kind == "in_call":
-            store.transition(
-                bot_id,
-                BotState.IN_CALL,
-                [BotState.STARTING, BotState.JOINING, BotState.AWAITING_ADMISSION],
-                in_call_at=utcnow(),
-            )
-        elif kind == "ended":
-            store.update(bot_id, end_reason=str(event.get("reason") or "")[:64] or None)
-        elif kind == "failed":
-            store.update(
-                bot_id,
-                failure_code=str(event.get("code") or "")[:64] or None,
-                message=str(event.get("message") or "")[:2000] or None,
-            )
-        elif kind == "summary":
-            store.update(bot_id, summary=event)
+    def _on_bot_event(self, bot_id: str, data: dict[str, Any]) -> None:
+        """Records one `join --json` line (the translation is bot.recording's, shared with worker hosts)."""
+        self.metrics.observe(bot_id, data)
+        BotRecorder(self._require_store(), bot_id).event(data)
 
     def _record_exit(self, bot_id: str, code: int, diagnostics: str) -> None:
-        store = self._require_store()
-        state = _final_state(code)
-        fields: dict[str, Any] = {"exit_code": code, "ended_at": utcnow()}
-        record = store.get(bot_id)
-        if state is BotState.CRASHED:
-            how = f"killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
-            said = record.message if record and record.message else ""
-            tail = diagnostics.strip().splitlines()[-5:]
-            fields["message"] = "; ".join(p for p in (f"bot process {how}", said, " | ".join(tail)) if p)[
-                :4000
-            ]
-            fields["failure_code"] = (record.failure_code if record else None) or "crashed"
-        elif state is BotState.FAILED and record is not None:
-            if record.failure_code is None:
-                fields["failure_code"] = ExitCode(code).name.lower()
-            if record.message is None and diagnostics.strip():
-                # No `failed` event (e.g. a settings error, exit 2): the bot's own words are on stderr.
-                fields["message"] = " | ".join(diagnostics.strip().splitlines()[-3:])[:2000]
-        store.add_event(
-            bot_id, {"event": "exit", "at": utcnow().isoformat(), "source": "service", "code": code}
+        BotRecorder(self._require_store(), bot_id).exit(code, diagnostics)
+        # A bot whose events never said how its join went (killed, a usage error): its exit says it.
+        self.metrics.finished(
+            bot_id, ExitCode(code).name.lower() if code in ExitCode._value2member_map_ else "crashed"
         )
-        store.transition(bot_id, state, RUNNING, **fields)
 
 
-def _signal_name(number: int) -> str:
+def _platform(meeting_url: str) -> str:
     try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
+        return parse_meeting_url(meeting_url).platform
+    except InvalidMeetingUrl:
+        return "unknown"

@@ -11,24 +11,34 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bot.agent.base import AgentEndpoint
 from bot.agent.errors import AgentError
+from bot.aio import cancel_and_wait, first_of
 from bot.audio.devices import AudioDevices
 from bot.bridge import Bridge, BridgeEvent
 from bot.browser import BotBrowser
-from bot.events import EventBus, EventKind
+from bot.events import (
+    AgentConnected,
+    AgentReconnecting,
+    AwaitingAdmission,
+    EndedBy,
+    EventBus,
+    Failed,
+    InCall,
+    Joining,
+    Stats,
+    Summary,
+)
+from bot.events import Ended as EndedEvent
 from bot.exit_codes import ExitCode, exit_code_for
 from bot.platforms import PLATFORMS
 from bot.platforms.base import CallState, EndReason, FailureCode, JoinFailure, Platform
 from bot.platforms.urls import MeetingUrl
 from bot.session_config import SessionConfig
-
-if TYPE_CHECKING:
-    from playwright.async_api import Page
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +47,7 @@ log = logging.getLogger(__name__)
 class Outcome:
     exit_code: ExitCode
     reason: str  # an EndReason or a failure code
-    summary: dict[str, Any] = field(default_factory=dict)
+    summary: Summary | None = None  # set once the session has torn down
 
 
 class BotSession:
@@ -63,7 +73,7 @@ class BotSession:
         self._bridge_lost = asyncio.Event()
         self._state = CallState.JOINING
         self._times: dict[str, float] = {"started": time.monotonic()}
-        self._ended_by = ""
+        self._ended_by: EndedBy | None = None
 
     @property
     def state(self) -> CallState:
@@ -79,59 +89,61 @@ class BotSession:
             outcome = await self._run()
         except JoinFailure as failure:
             outcome = await self._failed(
-                failure.code.value, str(failure.message), failure.artifacts, page_matters=True
+                failure.code.value,
+                str(failure.message),
+                exit_code_for(failure.code),
+                failure.artifacts,
             )
         except AgentError as e:
-            outcome = await self._failed(e.code, str(e), [])
+            outcome = await self._failed(e.code, str(e), exit_code_for(e))
         except asyncio.CancelledError:
             outcome = Outcome(ExitCode.CRASHED, "cancelled")
             raise
         except Exception as e:
             log.exception("bot session crashed")
             code = FailureCode.BROWSER_CRASHED.value if _is_browser_gone(e) else "crashed"
-            outcome = await self._failed(code, f"{type(e).__name__}: {e}", [])
+            outcome = await self._failed(code, f"{type(e).__name__}: {e}", ExitCode.CRASHED)
         finally:
             await self._teardown()
             if outcome is not None:
                 outcome.summary = self._summary(outcome)
-                self.bus.emit(EventKind.SUMMARY, **outcome.summary)
+                self.bus.emit(outcome.summary)
         return outcome
 
     async def _run(self) -> Outcome:
         m = self.meeting
-        self.bus.emit(EventKind.JOINING, platform=m.platform, meeting_id=m.meeting_id, name=self.config.name)
+        self.bus.emit(Joining(platform=m.platform, meeting_id=m.meeting_id, name=self.config.name))
         audio = await self.devices.start()
         self._browser = BotBrowser(self.config.browser, self.config.artifacts_dir)
-        page = await self._browser.start(audio)
-        if not await self._join(page):
-            return await self._ended(EndReason.LEFT, "user")
+        await self._browser.start(audio)
+        if not await self._join(self._browser):
+            return await self._ended(EndReason.LEFT, EndedBy.USER)
         if self._state is not CallState.IN_CALL:
             self._on_state(CallState.IN_CALL)
 
+        streams = await self.devices.open_streams()  # closed with the devices, after the bridge
         self._bridge = Bridge(
             self.endpoint,
-            server=audio.server,
-            capture_source=f"{audio.sink}.monitor",
-            playback_sink=self.devices.names.agent_sink,
+            streams.source,
+            streams.sink,
             options=self.config.bridge,
             on_event=self._on_bridge_event,
-            reclock=self.devices.reclock,
         )
         await self._bridge.start()
         self._times["agent_connected"] = time.monotonic()
-        self.bus.emit(EventKind.AGENT_CONNECTED, agent=self.endpoint.describe())
+        self.bus.emit(AgentConnected(agent=self.endpoint.describe()))
 
         async with _periodic(self.config.stats_interval_s, self._emit_stats):
-            reason = await self._wait_for_end()
-        return await self._ended(reason, self._ended_by)
+            reason, by = await self._wait_for_end()
+        return await self._ended(reason, by)
 
-    async def _join(self, page: Page) -> bool:
+    async def _join(self, browser: BotBrowser) -> bool:
         """Joins, retrying failures the platform may lift on a second try (Meet's block on guests).
         Returns False when told to stop first; raises `JoinFailure` otherwise."""
         m, policy = self.meeting, self.config.join_policy
         attempt = 0
         while True:
-            self._platform = PLATFORMS[m.platform](page, m)
+            self._platform = PLATFORMS[m.platform](browser, m)
             try:
                 return await self._until_stopped(
                     self._platform.join(self.config.name, policy, self._on_state)
@@ -144,42 +156,41 @@ class BotSession:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self._platform.leave(), 3)
                 self._state = CallState.JOINING
-                self.bus.emit(EventKind.JOINING, platform=m.platform, meeting_id=m.meeting_id,
-                              name=self.config.name, retry=attempt, after=failure.code.value)  # fmt: skip
+                self.bus.emit(
+                    Joining(
+                        platform=m.platform,
+                        meeting_id=m.meeting_id,
+                        name=self.config.name,
+                        retry=attempt,
+                        after=failure.code.value,
+                    )
+                )
                 if not await self._until_stopped(asyncio.sleep(policy.retry_delay_s)):
                     return False
 
-    async def _wait_for_end(self) -> EndReason:
+    async def _wait_for_end(self) -> tuple[EndReason, EndedBy]:
+        """Why the call ended and who ended it; raises `JoinFailure` if the browser crashed."""
         assert self._platform is not None
-        watchers: dict[asyncio.Task[Any], str] = {
-            asyncio.create_task(self._platform.wait_for_end(self.config.call_policy)): "meeting",
-            asyncio.create_task(self._stop.wait()): "stop",
-            asyncio.create_task(self._bridge_lost.wait()): "agent",
+        meeting = asyncio.create_task(self._platform.wait_for_end(self.config.call_policy))
+        waits: dict[str, Awaitable[Any]] = {
+            "meeting": meeting,
+            "stop": self._stop.wait(),
+            "agent": self._bridge_lost.wait(),
         }
         if self._browser is not None:
-            watchers[asyncio.create_task(self._browser.wait_crashed())] = "browser"
+            waits["browser"] = self._browser.wait_crashed()
         try:
-            done, _ = await asyncio.wait(watchers, return_when=asyncio.FIRST_COMPLETED)
+            which = await first_of(waits)
         finally:
-            for task in watchers:
-                task.cancel()
-            await asyncio.gather(*watchers, return_exceptions=True)
-        first = next(iter(done))
-        which = watchers[first]
+            await cancel_and_wait(meeting)
         if which == "meeting":
-            reason: EndReason = first.result()
-            self._ended_by = {
-                EndReason.ALONE: "bot",
-                EndReason.MAX_DURATION: "bot",
-            }.get(reason, "meeting")
-            return reason
+            reason = meeting.result()
+            return reason, _BOT_ENDS.get(reason, EndedBy.MEETING)
         if which == "stop":
-            self._ended_by = "user"
-            return EndReason.LEFT
+            return EndReason.LEFT, EndedBy.USER
         if which == "browser":
             raise JoinFailure(FailureCode.BROWSER_CRASHED, "the browser crashed during the call", "in_call")
-        self._ended_by = "agent"
-        return EndReason.AGENT_ENDED
+        return EndReason.AGENT_ENDED, EndedBy.AGENT
 
     async def _until_stopped(self, work: Awaitable[None]) -> bool:
         """Runs `work` unless a stop request comes first; returns False when stopped."""
@@ -205,16 +216,16 @@ class BotSession:
         self._state = state
         if state is CallState.AWAITING_ADMISSION:
             self._times["lobby"] = time.monotonic()
-            self.bus.emit(EventKind.AWAITING_ADMISSION)
+            self.bus.emit(AwaitingAdmission())
         elif state is CallState.IN_CALL:
             self._times["in_call"] = time.monotonic()
-            self.bus.emit(EventKind.IN_CALL)
+            self.bus.emit(InCall())
 
     def _on_bridge_event(self, event: BridgeEvent) -> None:
         if event.kind == "agent_reconnecting":
-            self.bus.emit(EventKind.AGENT_RECONNECTING, attempt=event.attempt, detail=event.detail)
+            self.bus.emit(AgentReconnecting(attempt=event.attempt, detail=event.detail))
         elif event.kind == "agent_connected" and event.attempt > 0:
-            self.bus.emit(EventKind.AGENT_CONNECTED, agent=self.endpoint.describe(), attempt=event.attempt)
+            self.bus.emit(AgentConnected(agent=self.endpoint.describe(), attempt=event.attempt))
         elif event.kind == "agent_lost":
             self._bridge_lost.set()
 
@@ -222,40 +233,42 @@ class BotSession:
         if self._bridge is not None:
             s = self._bridge.stats
             self.bus.emit(
-                EventKind.STATS,
-                frames_out=s.frames_out,
-                frames_in=s.frames_in,
-                bytes_out=s.bytes_out,
-                bytes_in=s.bytes_in,
-                dropped=s.dropped_out + s.dropped_in,
-                level_out_dbfs=round(s.level_out_dbfs, 1),
-                level_in_dbfs=round(s.level_in_dbfs, 1),
-                reconnects=s.reconnects,
+                Stats(
+                    frames_out=s.frames_out,
+                    frames_in=s.frames_in,
+                    bytes_out=s.bytes_out,
+                    bytes_in=s.bytes_in,
+                    dropped=s.dropped_out + s.dropped_in,
+                    level_out_dbfs=round(s.level_out_dbfs, 1),
+                    level_in_dbfs=round(s.level_in_dbfs, 1),
+                    reconnects=s.reconnects,
+                    reply_delay_ms=None if s.reply_delay_ms is None else round(s.reply_delay_ms, 1),
+                )
             )
 
-    async def _ended(self, reason: EndReason, by: str) -> Outcome:
+    async def _ended(self, reason: EndReason, by: EndedBy) -> Outcome:
         self._ended_by = by
         await self._leave()
         self._state = CallState.ENDED
         self._times["ended"] = time.monotonic()
-        self.bus.emit(EventKind.ENDED, reason=reason.value, by=by)
+        self.bus.emit(EndedEvent(reason=reason, by=by))
         return Outcome(ExitCode.COMPLETED, reason.value)
 
     async def _failed(
-        self, code: str, message: str, artifacts: list[Path], page_matters: bool = False
+        self,
+        code: str,
+        message: str,
+        exit_code: ExitCode,
+        artifacts: list[Path] | None = None,
     ) -> Outcome:
-        """`page_matters`: the failure is about the meeting page, so its screenshot and HTML are saved
-        (named by code and time, so repeated failures keep their own)."""
-        saved = list(artifacts)
-        if page_matters and not saved and self._browser is not None and code != FailureCode.BROWSER_CRASHED:
-            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-            with contextlib.suppress(Exception):
-                saved = await self._browser.save_artifacts(f"{code}-{stamp}")
+        """`artifacts`: the screenshot and HTML a failed join saved of the page (the platform has the
+        browser save them when it fails, before anything navigates away); reported, not made here."""
+        saved = list(artifacts or [])
         await self._leave()
         self._state = CallState.FAILED
         self._times["ended"] = time.monotonic()
-        self.bus.emit(EventKind.FAILED, code=code, message=message, artifacts=[str(p) for p in saved])
-        return Outcome(exit_code_for(code), code)
+        self.bus.emit(Failed(code=code, message=message, artifacts=tuple(str(p) for p in saved)))
+        return Outcome(exit_code, code)
 
     async def _leave(self) -> None:
         if self._bridge is not None:
@@ -279,29 +292,27 @@ class BotSession:
         if self._browser is not None:
             await self._browser.close()
 
-    def _summary(self, outcome: Outcome) -> dict[str, Any]:
+    def _summary(self, outcome: Outcome) -> Summary:
         t = self._times
         end = t.get("ended", time.monotonic())
-        summary: dict[str, Any] = {
-            "outcome": outcome.reason,
-            "exit_code": int(outcome.exit_code),
-            "ended_by": self._ended_by or ("bot" if outcome.exit_code else ""),
-            "total_s": round(end - t["started"], 2),
-        }
-        if "in_call" in t:
-            summary["join_s"] = round(t["in_call"] - t["started"], 2)
-            summary["in_call_s"] = round(end - t["in_call"], 2)
-        if "lobby" in t:
-            summary["lobby_s"] = round(t.get("in_call", end) - t["lobby"], 2)
-        if self._bridge is not None:
-            s = self._bridge.stats
-            summary.update(
-                reconnects=s.reconnects,
-                bytes_to_agent=s.bytes_out,
-                bytes_from_agent=s.bytes_in,
-                dropped_frames=s.dropped_out + s.dropped_in,
-            )
-        return summary
+        s = self._bridge.stats if self._bridge is not None else None
+        return Summary(
+            outcome=outcome.reason,
+            exit_code=int(outcome.exit_code),
+            ended_by=self._ended_by or EndedBy.BOT,  # not ended in the call: a failure the bot reports
+            total_s=round(end - t["started"], 2),
+            join_s=round(t["in_call"] - t["started"], 2) if "in_call" in t else None,
+            in_call_s=round(end - t["in_call"], 2) if "in_call" in t else None,
+            lobby_s=round(t.get("in_call", end) - t["lobby"], 2) if "lobby" in t else None,
+            reconnects=s.reconnects if s is not None else None,
+            bytes_to_agent=s.bytes_out if s is not None else None,
+            bytes_from_agent=s.bytes_in if s is not None else None,
+            dropped_frames=s.dropped_out + s.dropped_in if s is not None else None,
+        )
+
+
+# End reasons that are the bot's own rules; every other end reason comes from the meeting.
+_BOT_ENDS: dict[EndReason, EndedBy] = {EndReason.ALONE: EndedBy.BOT, EndReason.MAX_DURATION: EndedBy.BOT}
 
 
 def _is_browser_gone(error: Exception) -> bool:

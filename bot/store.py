@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     DateTime,
+    DefaultClause,
     Engine,
     ForeignKey,
     Index,
@@ -29,11 +30,15 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 
 
 class BotState(StrEnum):
@@ -108,6 +113,13 @@ class BotRow(Base):
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     last_stats: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # When bots run on worker hosts (bot.cluster): the host running it, the lease it holds it under (a new
+    # one per launch: a host whose lease is gone must stop the bot), the host's last heartbeat for it, and
+    # how many times it was launched (a lost host's bot is launched again, a bounded number of times).
+    host: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    lease: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     __table_args__ = (Index("ix_bots_state_run_at", "state", "run_at"),)
 
@@ -147,6 +159,9 @@ class BotRecord:
     summary: dict[str, Any] | None
     last_stats: dict[str, Any] | None
     events: list[dict[str, Any]] | None = field(default=None)
+    host: str | None = None  # the worker host running it (or that ran it last)
+    heartbeat_at: dt.datetime | None = None
+    attempts: int = 0  # launches so far
 
     @classmethod
     def from_row(cls, row: BotRow, events: list[dict[str, Any]] | None = None) -> BotRecord:
@@ -172,6 +187,9 @@ class BotRecord:
             summary=row.summary,
             last_stats=row.last_stats,
             events=events,
+            host=row.host,
+            heartbeat_at=row.heartbeat_at,
+            attempts=row.attempts or 0,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -231,7 +249,22 @@ class BotStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         Base.metadata.create_all(engine)
+        _add_new_columns(engine)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # The webhook outbox shares this database and each event's transaction: an event of a bot with a
+        # webhook_url is stored and queued for delivery at once or not at all, whichever process records
+        # it (the service, a worker host, a CLI client). Imported here: it builds on this module's tables.
+        from bot.outbox import WebhookOutbox
+
+        self.outbox = WebhookOutbox(engine)
+        # Told after each event row is added (the service wakes its webhook dispatcher).
+        self.on_event: Callable[[], None] | None = None
+
+    def _add_event(self, s: Session, row: EventRow) -> None:
+        s.add(row)
+        self.outbox.on_event_row(s, row)
+        if self.on_event is not None:
+            self.on_event()
 
     def create(
         self,
@@ -257,7 +290,9 @@ class BotStore:
         )
         with self._sessions.begin() as s:
             s.add(row)
-            s.add(EventRow(bot_id=row.id, kind="scheduled", at=now, data=_service_event("scheduled", now)))
+            self._add_event(
+                s, EventRow(bot_id=row.id, kind="scheduled", at=now, data=_service_event("scheduled", now))
+            )
         return BotRecord.from_row(row)
 
     def get(self, bot_id: str, with_events: bool = False) -> BotRecord | None:
@@ -288,19 +323,37 @@ class BotStore:
         with self._sessions() as s:
             return int(s.scalar(query) or 0)
 
-    def transition(self, bot_id: str, to: BotState, from_states: Iterable[BotState], **fields: Any) -> bool:
-        """Moves the bot to `to` only if it is in one of `from_states`; True if this call made the change.
-        The condition is evaluated by the database, so concurrent callers cannot both win."""
+    def count_by_state(self) -> dict[BotState, int]:
+        """Every state with its number of bots (0 included), in one query."""
+        counts = dict.fromkeys(BotState, 0)
+        with self._sessions() as s:
+            for state, n in s.execute(select(BotRow.state, func.count()).group_by(BotRow.state)).tuples():
+                counts[BotState(state)] = int(n)
+        return counts
+
+    def transition(
+        self,
+        bot_id: str,
+        to: BotState,
+        from_states: Iterable[BotState],
+        *conditions: ColumnElement[bool],
+        **fields: Any,
+    ) -> bool:
+        """Moves the bot to `to` only if it is in one of `from_states` (and meets `conditions`); True if this
+        call made the change. The condition is evaluated by the database, so concurrent callers cannot both
+        win."""
         now = utcnow()
         query = (
             update(BotRow)
-            .where(BotRow.id == bot_id, BotRow.state.in_([s.value for s in from_states]))
+            .where(BotRow.id == bot_id, BotRow.state.in_([s.value for s in from_states]), *conditions)
             .values(state=to.value, updated_at=now, **fields)
         )
         with self._sessions.begin() as s:
             changed = bool(s.execute(query).rowcount == 1)  # type: ignore[attr-defined]
             if changed:
-                s.add(EventRow(bot_id=bot_id, kind=f"state:{to.value}", at=now, data=_state_event(to, now)))
+                self._add_event(
+                    s, EventRow(bot_id=bot_id, kind=f"state:{to.value}", at=now, data=_state_event(to, now))
+                )
         return changed
 
     def update(self, bot_id: str, **fields: Any) -> None:
@@ -313,7 +366,7 @@ class BotStore:
         kind = str(data.get("event", "unknown"))[:64]
         at = _parse_at(data.get("at")) or utcnow()
         with self._sessions.begin() as s:
-            s.add(EventRow(bot_id=bot_id, kind=kind, at=at, data=data))
+            self._add_event(s, EventRow(bot_id=bot_id, kind=kind, at=at, data=data))
 
     def events(self, bot_id: str) -> list[dict[str, Any]]:
         with self._sessions() as s:
@@ -328,6 +381,30 @@ class BotStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _add_new_columns(engine: Engine) -> None:
+    """Adds the columns a newer version brought to tables an older one made (`create_all` only makes
+    missing tables). Each such column is nullable or has a server default."""
+    for table in Base.metadata.sorted_tables:
+        inspector = inspect(engine)
+        if not inspector.has_table(table.name):
+            continue
+        have = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have:
+                continue
+            kind = column.type.compile(dialect=engine.dialect)
+            default = column.server_default
+            sql_default = f" DEFAULT {default.arg}" if isinstance(default, DefaultClause) else ""
+            try:
+                with engine.begin() as conn:
+                    add = f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}{sql_default}"
+                    conn.execute(text(add))
+            except DBAPIError:
+                # Another process (the service, a worker) added it at the same moment.
+                if column.name not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
+                    raise
 
 
 def _service_event(kind: str, at: dt.datetime, **data: Any) -> dict[str, Any]:

@@ -7,7 +7,6 @@ Headers: `X-Bot-Signature: sha256=<hex HMAC of "<timestamp>.<body>">`, `X-Bot-Ti
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import logging
@@ -16,6 +15,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from bot.aio import cancel_and_wait
 from bot.events import BotEvent
 
 log = logging.getLogger(__name__)
@@ -113,8 +113,6 @@ class WebhookSender:
         except TimeoutError:
             log.warning("webhook: %d events not delivered before exit", self._queue.qsize())
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
             if self._client is not None:
                 await self._client.aclose()

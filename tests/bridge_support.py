@@ -44,20 +44,13 @@ class Events:
                 await self.changed.wait()
 
 
-def make_bridge(
+async def make_bridge(
     devices: AudioDevices, ep: MillisEndpoint, events: Events | None = None, **options: object
 ) -> Bridge:
-    b = devices.browser
+    """A bridge on the devices' own streams (closed with the devices), media on 127.0.0.1."""
+    streams = await devices.open_streams()
     opts = BridgeOptions(peer=PeerOptions.loopback(), **options)  # type: ignore[arg-type]
-    return Bridge(
-        ep,
-        server=b.server,
-        capture_source=f"{b.sink}.monitor",
-        playback_sink=devices.names.agent_sink,
-        options=opts,
-        on_event=events,
-        reclock=devices.reclock,
-    )
+    return Bridge(ep, streams.source, streams.sink, opts, events)
 
 
 class Meeting:

@@ -15,7 +15,7 @@ from bot.testing.agent import StandInAgent
 from tests.bridge_support import KEY
 from tests.replica_fixtures import bot_audio, bot_browser, make_participant, replica  # noqa: F401
 
-_TMP_PREFIXES = ("bot-pulse-", "bot-browser-", "bot-session-", "bot-agent-", "bot-replica-")
+_TMP_PREFIXES = ("bot-pulse-", "bot-browser-", "bot-session-", "bot-agent-", "bot-replica-", "bot-display-")
 
 
 def bot_temp_dirs() -> set[str]:

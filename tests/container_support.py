@@ -29,11 +29,12 @@ STORAGE_DRIVER = os.environ.get("BUILDAH_STORAGE_DRIVER", "vfs")
 BUILDAH = ["buildah", "--storage-driver", STORAGE_DRIVER]
 HOST_CA = Path(os.environ.get("PIP_CERT") or "/etc/ssl/certs/ca-certificates.crt")
 
-# The floor: the same base with only Debian's chromium and pulseaudio (issue 6's size reference).
+# The floor: the same base with only Debian's chromium, pulseaudio and xvfb (issue 6's size reference;
+# xvfb since issue 10, where bots run headful on their own X display).
 FLOOR_CONTAINERFILE = """\
 FROM debian:bookworm-slim
 RUN apt-get update \\
-    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium pulseaudio \\
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium pulseaudio xvfb \\
     && rm -rf /var/lib/apt/lists/*
 """
 

@@ -10,8 +10,10 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,7 +29,7 @@ def replica_env(
     server: ReplicaServer, agent: StandInAgent, key: str = KEY, artifacts_dir: Path | None = None
 ) -> dict[str, str]:
     """The environment a bot needs to reach the replicas and the stand-in, with stats every second and
-    failure artifacts in a test's own directory (the default is ./artifacts)."""
+    failure artifacts in a test's own directory (without one, `JoinRun` uses a temporary one)."""
     env = {**local_bot_env(server, agent, key), "BOT_BOT_STATS_INTERVAL_S": "1"}
     if artifacts_dir is not None:
         env["BOT_BOT_ARTIFACTS_DIR"] = str(artifacts_dir)
@@ -40,6 +42,12 @@ class JoinRun:
     def __init__(self, url: str, agent_id: str, env: Mapping[str, str], args: Sequence[str] = ()) -> None:
         self.argv = [sys.executable, "-m", "bot", "join", url, f"--agent-id={agent_id}", "--json", *args]
         self.env = {**os.environ, **env}
+        # Failure screenshots never land in the checkout: a test that reads them passes its own folder
+        # (replica_env's artifacts_dir), otherwise this run keeps them in a temporary one until close().
+        self._own_artifacts: Path | None = None
+        if "BOT_BOT_ARTIFACTS_DIR" not in env:
+            self._own_artifacts = Path(tempfile.mkdtemp(prefix="test-join-artifacts-"))
+            self.env["BOT_BOT_ARTIFACTS_DIR"] = str(self._own_artifacts)
         self.events: list[dict[str, Any]] = []
         self.stdout_other: list[str] = []
         self.stderr = b""
@@ -125,3 +133,5 @@ class JoinRun:
         if self._proc is not None and self._proc.returncode is None:
             self._proc.kill()
             await self.wait()
+        if self._own_artifacts is not None:
+            shutil.rmtree(self._own_artifacts, ignore_errors=True)

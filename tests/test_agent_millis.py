@@ -7,7 +7,6 @@ import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -77,20 +76,6 @@ def test_config_rejects_bad_values_with_a_clear_message(kwargs: dict[str, Any], 
     values: dict[str, Any] = {"agent_id": "a1", "private_key": KEY, **kwargs}
     with pytest.raises(ValueError, match=message):
         MillisConfig(**values)
-
-
-def test_key_from_env_or_file(tmp_path: Path) -> None:
-    assert MillisConfig.from_env("a1", env={"MILLIS_PRIVATE_KEY": KEY}).private_key == KEY
-    key_file = tmp_path / "key"
-    key_file.write_text(KEY + "\n")
-    assert MillisConfig.from_env("a1", key_file=key_file, env={}).private_key == KEY
-    with pytest.raises(ValueError, match="MILLIS_PRIVATE_KEY"):
-        MillisConfig.from_env("a1", env={})
-    with pytest.raises(ValueError, match="cannot read"):
-        MillisConfig.from_env("a1", key_file=tmp_path / "missing", env={})
-    (tmp_path / "empty").write_text("\n")
-    with pytest.raises(ValueError, match="empty"):
-        MillisConfig.from_env("a1", key_file=tmp_path / "empty", env={})
 
 
 def test_parse_answer_is_tolerant_but_not_credulous() -> None:
@@ -235,10 +220,11 @@ async def test_key_never_logged_even_when_echoed_back(
 
 def test_settings_and_options_never_show_the_key() -> None:
     from bot.bridge import BridgeOptions
+    from bot.session_config import millis_config
     from bot.settings import load_settings
 
     settings = load_settings(env={"MILLIS_PRIVATE_KEY": KEY, "BOT_AGENT_AGENT_ID": "a1"})
     assert settings.agent.private_key == KEY
-    for obj in (settings, settings.agent, MillisConfig.from_env("a1", env={"MILLIS_PRIVATE_KEY": KEY})):
+    for obj in (settings, settings.agent, millis_config(settings)):
         assert KEY not in repr(obj) and KEY not in str(obj)
     assert KEY not in repr(BridgeOptions())

@@ -49,14 +49,15 @@ async def test_meeting_sink_tone_is_captured_and_mic_hears_only_agent(
     devices: AudioDevices,
 ) -> None:
     b = devices.browser
-    meeting = PcmCapture(b.server, f"{b.sink}.monitor")
+    # The bridge's side (the meeting's sound in, the agent's voice out), then the browser's side.
+    streams = await devices.open_streams()
+    meeting, into_agent_sink = streams.source, streams.sink
     mic = PcmCapture(b.server, b.source)
     into_meeting = PcmPlayback(b.server, b.sink)
-    into_agent_sink = PcmPlayback(b.server, devices.names.agent_sink)
-    for part in (meeting, mic, into_meeting, into_agent_sink):
+    for part in (mic, into_meeting):
         await part.start()
     # Reclocking before the streams connect leaves the sinks asleep (up to 2 s): wait for them first.
-    await wait_for_streams(b.server, (part.pid for part in (meeting, mic, into_meeting, into_agent_sink)))
+    await wait_for_streams(b.server, (mic.pid, into_meeting.pid))
     await devices.reclock()
     try:
         # Sound played into the meeting sink reaches the monitor, and must not reach the microphone.
@@ -78,19 +79,19 @@ async def test_meeting_sink_tone_is_captured_and_mic_hears_only_agent(
         await writer
         assert abs(dominant_frequency(heard) - 660) < 5
     finally:
-        for part in (meeting, mic, into_meeting, into_agent_sink):
+        for part in (into_meeting, mic):
             await part.close()
+        await streams.close()
 
 
 async def test_silence_stays_silence(devices: AudioDevices) -> None:
     # An idle null sink's monitor yields no data at all, so a player keeps the sink running: the
     # bridge's outbound track fills such gaps with silence itself.
     b = devices.browser
-    meeting = PcmCapture(b.server, f"{b.sink}.monitor")
+    meeting = (await devices.open_streams()).source
     player = PcmPlayback(b.server, b.sink)
-    await meeting.start()
     await player.start()
-    await wait_for_streams(b.server, (meeting.pid, player.pid))
+    await wait_for_streams(b.server, (player.pid,))
     await devices.reclock()
     try:
         writer = asyncio.create_task(player.write(silence(1.0)))
@@ -100,14 +101,19 @@ async def test_silence_stays_silence(devices: AudioDevices) -> None:
         assert dominant_frequency(heard) == 0.0
     finally:
         await player.close()
-        await meeting.close()
 
 
 async def test_close_is_idempotent_and_removes_daemon(devices: AudioDevices) -> None:
     pid = devices.daemon_pid
     assert pid is not None
+    streams = await devices.open_streams()
     await devices.close()
     await devices.close()
+    async with asyncio.timeout(2):
+        async for _ in streams.source:  # the streams closed with the devices: the source ends
+            pass
+    with pytest.raises(RuntimeError, match="not running"):
+        await streams.sink.write(silence(0.02))
     with pytest.raises(pulsectl.PulseError):
         pulsectl.Pulse("test", server=devices.address)
 

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.pulse
 async def test_meeting_tone_reaches_agent_and_echo_returns_on_the_mic(
     devices: AudioDevices, agent: StandInAgent
 ) -> None:
-    bridge = make_bridge(devices, endpoint(agent, "echo"))
+    bridge = await make_bridge(devices, endpoint(agent, "echo"))
     await bridge.start()
     try:
         async with meeting(devices) as m:
@@ -42,7 +42,7 @@ async def test_meeting_tone_reaches_agent_and_echo_returns_on_the_mic(
 async def test_tone_agent_reply_arrives_on_virtual_mic_at_its_frequency(
     devices: AudioDevices, agent: StandInAgent
 ) -> None:
-    bridge = make_bridge(devices, endpoint(agent, "tone-660"))
+    bridge = await make_bridge(devices, endpoint(agent, "tone-660"))
     await bridge.start()
     try:
         async with meeting(devices) as m:
@@ -57,7 +57,7 @@ async def test_tone_agent_reply_arrives_on_virtual_mic_at_its_frequency(
 
 async def test_silence_stays_silence_both_ways(devices: AudioDevices, agent: StandInAgent) -> None:
     # Nothing plays into the meeting sink: its monitor yields no data, so the bridge sends silence itself.
-    bridge = make_bridge(devices, endpoint(agent, "echo"))
+    bridge = await make_bridge(devices, endpoint(agent, "echo"))
     await bridge.start()
     try:
         async with meeting(devices) as m:
@@ -77,7 +77,7 @@ async def test_agent_hanging_up_leads_to_reconnect_and_audio_flows_again(
     devices: AudioDevices, agent: StandInAgent
 ) -> None:
     events = Events()
-    bridge = make_bridge(devices, endpoint(agent, "hangup-after-1"), events, reconnect_backoff_s=0.1)
+    bridge = await make_bridge(devices, endpoint(agent, "hangup-after-1"), events, reconnect_backoff_s=0.1)
     await bridge.start()
     try:
         await events.wait_for(lambda e: e.kind == "agent_reconnecting", 10)
@@ -100,7 +100,7 @@ async def test_agent_hanging_up_leads_to_reconnect_and_audio_flows_again(
 async def test_silent_agent_trips_the_watchdog(devices: AudioDevices, agent: StandInAgent) -> None:
     # The agent stops sending audio but keeps the connection (RTCP) alive: only the watchdog sees it.
     events = Events()
-    bridge = make_bridge(
+    bridge = await make_bridge(
         devices, endpoint(agent, "freeze-after-0.5"), events, stall_timeout_s=1.0, reconnect_backoff_s=0.1
     )
     await bridge.start()
@@ -114,7 +114,7 @@ async def test_silent_agent_trips_the_watchdog(devices: AudioDevices, agent: Sta
 
 async def test_agent_lost_after_bounded_attempts(devices: AudioDevices, agent: StandInAgent) -> None:
     events = Events()
-    bridge = make_bridge(
+    bridge = await make_bridge(
         devices,
         endpoint(agent, "echo", max_retries=0),
         events,
@@ -135,7 +135,7 @@ async def test_agent_lost_after_bounded_attempts(devices: AudioDevices, agent: S
 
 
 async def test_wrong_key_fails_start_fast_and_cleans_up(devices: AudioDevices, agent: StandInAgent) -> None:
-    bridge = make_bridge(devices, endpoint(agent, "echo", key="not-the-key"))
+    bridge = await make_bridge(devices, endpoint(agent, "echo", key="not-the-key"))
     t0 = time.monotonic()
     with pytest.raises(AgentAuthError) as raised:
         await bridge.start()
@@ -146,7 +146,7 @@ async def test_wrong_key_fails_start_fast_and_cleans_up(devices: AudioDevices, a
 
 
 async def test_unknown_agent_fails_start(devices: AudioDevices, agent: StandInAgent) -> None:
-    bridge = make_bridge(devices, endpoint(agent, "no-such-agent"))
+    bridge = await make_bridge(devices, endpoint(agent, "no-such-agent"))
     with pytest.raises(AgentNotFound, match="no-such-agent"):
         await bridge.start()
     assert len(agent.requests) == 1
@@ -155,7 +155,7 @@ async def test_unknown_agent_fails_start(devices: AudioDevices, agent: StandInAg
 async def test_recording_writes_both_directions(
     devices: AudioDevices, agent: StandInAgent, tmp_path: Path
 ) -> None:
-    bridge = make_bridge(devices, endpoint(agent, "tone-880"), record_dir=tmp_path / "rec")
+    bridge = await make_bridge(devices, endpoint(agent, "tone-880"), record_dir=tmp_path / "rec")
     await bridge.start()
     try:
         async with meeting(devices) as m:
@@ -176,10 +176,10 @@ async def test_key_never_in_logs(
     devices: AudioDevices, agent: StandInAgent, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    wrong = make_bridge(devices, endpoint(agent, "echo", key=KEY + "-wrong"))
+    wrong = await make_bridge(devices, endpoint(agent, "echo", key=KEY + "-wrong"))
     with pytest.raises(AgentAuthError) as raised:
         await wrong.start()
-    bridge = make_bridge(devices, endpoint(agent, "echo"))
+    bridge = await make_bridge(devices, endpoint(agent, "echo"))
     await bridge.start()
     await asyncio.sleep(0.3)
     await bridge.close()

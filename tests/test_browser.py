@@ -70,12 +70,16 @@ async def test_save_artifacts_writes_screenshot_and_html(bot_browser: BotBrowser
     assert "Replica participant" in html.read_text()
     # A client inside an iframe gets its own file.
     await bot_browser.page.set_content(
+        '<iframe src="about:blank"></iframe>'  # an empty placeholder (e.g. a lazy reCAPTCHA) is skipped
         '<iframe src="https://zoom.us/_replica/participant?room=f&name=F"></iframe>'
     )
-    await bot_browser.page.frames[1].wait_for_load_state()
+    await bot_browser.page.frames[2].wait_for_load_state()
     saved = await bot_browser.save_artifacts("framed")
-    assert [p.name for p in saved] == ["framed.png", "framed.html", "framed.frame1.html"]
+    assert [p.name for p in saved] == ["framed.png", "framed.html", "framed.frame2.html"]
     assert "Replica participant" in saved[2].read_text()
+    # A label used before gets its own files: a retried join keeps every attempt's page.
+    again = await bot_browser.save_artifacts("framed")
+    assert [p.name for p in again][:2] == ["framed-2.png", "framed-2.html"]
 
 
 async def test_close_is_idempotent_and_never_reports_a_crash(

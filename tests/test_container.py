@@ -464,13 +464,11 @@ def known_environment_variables() -> set[str]:
     """Every variable the bot reads: BOT_<SECTION>_<KEY> settings, scheduler settings, and fixed names."""
     import dataclasses
 
-    from bot.scheduler import SchedulerConfig
-    from bot.settings import Settings
+    from bot.settings import Settings, env_name
 
-    names = {"MILLIS_PRIVATE_KEY", "BOT_API_TOKEN", "BOT_API_URL", "BOT_DB_URL", "PULSE_SERVER"}
+    names = {"MILLIS_PRIVATE_KEY", "BOT_API_TOKEN", "BOT_API_URL", "PULSE_SERVER"}
     defaults = Settings()
     for section in dataclasses.fields(defaults):
         for setting in dataclasses.fields(getattr(defaults, section.name)):
-            names.add(f"BOT_{section.name}_{setting.name}".upper())
-    names |= {f"BOT_SCHEDULER_{f.name}".upper() for f in dataclasses.fields(SchedulerConfig)}
+            names.add(env_name(section.name, setting.name))  # the [scheduler] section too; BOT_DB_URL
     return names

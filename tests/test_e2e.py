@@ -27,6 +27,7 @@ from bot.testing.speech import speech_pcm, wav_bytes
 from tests.bridge_support import KEY
 from tests.conftest import bot_temp_dirs
 from tests.join_support import JoinRun, replica_env
+from tests.png_support import distinct_colours
 from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = [pytest.mark.pulse, pytest.mark.browser, pytest.mark.slow]
@@ -298,6 +299,35 @@ async def test_blocked_join_is_retried_then_reported(
     refusals = [event for _, event, name in room.log if name == "Blocked Bot" and event.startswith("refused")]
     assert len(refusals) == 3, room.log
     assert agent.calls == [], "the agent was connected although the bot never got in"
+
+
+async def test_own_lobby_bound_saves_the_lobby_page_then_withdraws(
+    replica: ReplicaServer, agent: StandInAgent, tmp_path: Path
+) -> None:
+    """The bot gives up on its own lobby bound: the screenshot and HTML it reports show the lobby it waited
+    in (saved before it withdrew the request, not the blank page after), and the host is no longer asked."""
+    mid, url = new_meeting("meet")
+    room = replica.room("meet", mid)
+    room.config.lobby = True
+    host = await person(replica, "meet", mid)
+    env = {**replica_env(replica, agent, artifacts_dir=tmp_path), "BOT_CALL_LOBBY_TIMEOUT_S": "2"}
+    run = await JoinRun(url, "echo", env, ["--name=Patient Bot"]).start()
+    try:
+        assert await run.wait(60) == ExitCode.LOBBY_TIMEOUT
+        await room.wait_for("Patient Bot", "left", 5)  # it withdrew the request
+    finally:
+        await run.close()
+        await host.close()
+    failed = run.last("failed")
+    assert failed["code"] == "lobby_timeout", failed
+    saved = [Path(a) for a in failed["artifacts"]]
+    assert all(p.parent == tmp_path for p in saved), saved
+    (png,) = (p for p in saved if p.suffix == ".png")
+    (html,) = (p for p in saved if p.suffix == ".html" and ".frame" not in p.name)  # the page, not a frame
+    assert "Asking to be let in" in html.read_text()
+    # A blank page is one colour; the lobby's text, tile and buttons are many.
+    assert distinct_colours(png) > 20
+    assert agent.calls == []
 
 
 async def test_speech_both_ways_with_the_clients_audio_processing_on(

@@ -73,14 +73,13 @@ class Bot:
 
     devices: AudioDevices
     browser: BotBrowser
-    artifacts: Path
     states: list[CallState] = field(default_factory=list)
     meet: MeetPlatform | None = None
 
     async def open(self, code: str, **adapter: float) -> MeetPlatform:
-        page = await self.browser.start(self.devices.browser)
+        await self.browser.start(self.devices.browser)
         url = parse_meeting_url(f"https://meet.google.com/{code}")
-        self.meet = MeetPlatform(page, url, artifacts_dir=self.artifacts, poll_s=0.1, **adapter)  # type: ignore[arg-type]
+        self.meet = MeetPlatform(self.browser, url, poll_s=0.1, **adapter)  # type: ignore[arg-type]
         return self.meet
 
     async def join(self, code: str, policy: JoinPolicy = FAST, **adapter: float) -> MeetPlatform:
@@ -98,8 +97,8 @@ class Bot:
 async def bot(replica: Replica, tmp_path: Path) -> AsyncIterator[Bot]:
     devices = AudioDevices()
     await devices.start()
-    browser = BotBrowser(replica.server.browser_section(), tmp_path / "browser-artifacts")
-    b = Bot(devices, browser, tmp_path / "artifacts")
+    browser = BotBrowser(replica.server.browser_section(), tmp_path / "artifacts")
+    b = Bot(devices, browser)
     started = time.monotonic()
     try:
         yield b
@@ -112,7 +111,8 @@ async def bot(replica: Replica, tmp_path: Path) -> AsyncIterator[Bot]:
 
 
 def artifacts_show(failure: JoinFailure, text: str) -> None:
-    """The failure carries a non-empty screenshot and the page HTML, and the HTML shows `text`."""
+    """The failure carries a non-empty screenshot and the page HTML (saved by the browser before the
+    adapter navigated anywhere), and the HTML shows `text`."""
     suffixes = sorted(p.suffix for p in failure.artifacts)
     assert suffixes == [".html", ".png"], failure.artifacts
     for path in failure.artifacts:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.platforms.meet_ui import BUTTONS, SELECTORS, Screen, Snapshot, classify, exact_text
+from bot.platforms.meet_ui import BUTTONS, SELECTORS, Screen, Snapshot, classify
+from bot.platforms.ui import exact_text
 
 CALL = {f"in_call:{i}": 1 for i in range(2)}
 # What the lobby shares with the call: "Leave call", the toggles and a self tile.

@@ -50,7 +50,7 @@ async def test_schedule_then_restart_runs_once_at_its_time(tmp_path: Path) -> No
     assert -0.05 <= delay < 2.0, f"started {delay:.3f} s after its run time"
     assert event_kinds(done)[:4] == ["joining", "awaiting_admission", "in_call", "agent_connected"]
     assert event_kinds(done)[-2:] == ["ended", "summary"]
-    assert done.summary is not None and done.summary["ended_by"] == "max_duration"
+    assert done.summary is not None and done.summary["ended_by"] == "bot"
     # A third start finds nothing left to do: the bot ran exactly once.
     async with serving(cfg, fake_launcher(log)) as third:
         await asyncio.sleep(1.5)

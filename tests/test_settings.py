@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
+import re
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from bot.settings import SettingsError, load_settings, parse_pairs
+from bot.agent.peer import PeerOptions
+from bot.session_config import SessionConfig
+from bot.settings import DEFAULT_CONFIG, REGIONS, Settings, SettingsError, load_settings, parse_pairs
 
 KEY = "sk-live-very-secret-123"
 
@@ -29,12 +35,12 @@ def test_env_lists_bools_and_dicts() -> None:
     env = {
         "MILLIS_PRIVATE_KEY": KEY,
         "BOT_AGENT_ICE_HOST_ADDRESSES": "127.0.0.1",
-        "BOT_BROWSER_HEADLESS": "no",
+        "BOT_AGENT_BEARER_FALLBACK": "no",
         "BOT_AGENT_METADATA": "team=sales,call=42",
     }
     s = load_settings(None, env)
     assert s.agent.ice_host_addresses == ["127.0.0.1"]
-    assert s.browser.headless is False
+    assert s.agent.bearer_fallback is False
     assert s.agent.metadata == {"team": "sales", "call": "42"}
 
 
@@ -47,7 +53,9 @@ def test_env_lists_bools_and_dicts() -> None:
         ({"BOT_CALL_ALONE_AFTER_S": "soon"}, "call.alone_after_s"),
         ({"BOT_CALL_MAX_DURATION_S": "-5"}, "call.max_duration_s"),
         ({"BOT_WEBHOOK_URL": "https://hooks.example/x"}, "webhook.secret"),
-        ({"BOT_BROWSER_HEADLESS": "maybe"}, "browser.headless"),
+        ({"BOT_BROWSER_DISPLAY": "wayland"}, "browser.display"),
+        ({"BOT_BROWSER_SCREEN_SIZE": "big"}, "browser.screen_size"),
+        ({"BOT_BROWSER_PROFILE_DIR": "/nonexistent/profile"}, "browser.profile_dir"),
     ],
 )
 def test_invalid_settings_name_the_setting(env: dict[str, str], names: str) -> None:
@@ -97,3 +105,181 @@ def test_metadata_pairs() -> None:
     assert parse_pairs(["a=1", "b=x=y"]) == {"a": "1", "b": "x=y"}
     with pytest.raises(SettingsError, match="--metadata"):
         parse_pairs(["nokey"])
+
+
+# --- one settings path: every command's options come from `Settings` through bot.session_config ----------
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """os.environ without this machine's BOT_* and MILLIS_* variables (commands read os.environ)."""
+    for name in list(os.environ):
+        if name.startswith(("BOT_", "MILLIS_")):
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+def test_empty_ice_servers_in_the_environment_means_none() -> None:
+    """The local environment of tests, benchmarks and the demo sets BOT_AGENT_ICE_SERVERS="": those bots
+    must not use the public STUN server (an empty variable used to be dropped)."""
+    from bot.settings import BrowserSection
+    from bot.testing.local_env import local_bot_env
+
+    class Replica:
+        def browser_section(self) -> BrowserSection:
+            return BrowserSection(host_resolver_rules="MAP * 127.0.0.1", allow_loopback_webrtc=True)
+
+    class Agent:
+        base_url = "http://127.0.0.1:9"
+
+    env = local_bot_env(Replica(), Agent(), KEY)  # type: ignore[arg-type]
+    assert env["BOT_AGENT_ICE_SERVERS"] == ""
+    s = load_settings(None, env)
+    assert s.agent.ice_servers == []
+    peer = SessionConfig.from_settings(s).bridge.peer
+    assert peer.ice_servers == []  # [] is "none"; None would be aiortc's default STUN
+    assert peer.host_addresses == ["127.0.0.1"]
+
+
+def test_empty_environment_values(tmp_path: Path) -> None:
+    cfg = tmp_path / "bot.toml"
+    cfg.write_text(
+        '[agent]\nurl = "http://127.0.0.1:9"\nmetadata = { a = "1" }\n[browser]\nextra_args = ["--x"]\n'
+    )
+    env = {
+        "MILLIS_PRIVATE_KEY": KEY,
+        "BOT_AGENT_URL": "",  # a single value: empty is unset (compose's `${BOT_AGENT_URL:-}`)
+        "BOT_CALL_ALONE_AFTER_S": "",
+        "BOT_AGENT_METADATA": "",  # a list or a table: empty is none
+        "BOT_BROWSER_EXTRA_ARGS": " ",
+    }
+    s = load_settings(cfg, env)
+    assert s.agent.url == "http://127.0.0.1:9"
+    assert s.call.alone_after_s == 60.0
+    assert s.agent.metadata == {}
+    assert s.browser.extra_args == []
+    assert load_settings(None, {"MILLIS_PRIVATE_KEY": KEY}).agent.ice_servers == [
+        "stun:stun.l.google.com:19302"
+    ]
+    with pytest.raises(SettingsError, match=r"agent\.ice_servers"):
+        load_settings(None, {"MILLIS_PRIVATE_KEY": KEY, "BOT_AGENT_ICE_SERVERS": "stun.example.org:3478"})
+
+
+def test_scheduler_settings_from_toml_env_and_flags(tmp_path: Path) -> None:
+    from bot.session_config import scheduler_config
+
+    cfg = tmp_path / "bot.toml"
+    cfg.write_text(
+        "[scheduler]\nlead_time_s = 10\nmisfire_grace_s = 60\nmax_concurrent_bots = 2\n"
+        'db_url = "sqlite:////from/file.db"\n'
+    )
+    env = {"BOT_SCHEDULER_LEAD_TIME_S": "5", "BOT_DB_URL": "postgresql://bot:pg-secret@db/bots"}
+    s = load_settings(cfg, env, {"scheduler": {"max_concurrent_bots": 3}}, require_key=False)
+    config = scheduler_config(s)
+    assert config.misfire_grace_s == 60  # file beats default
+    assert config.lead_time_s == 5  # env beats file
+    assert config.db_url == "postgresql://bot:pg-secret@db/bots"  # BOT_DB_URL, as documented
+    assert config.max_concurrent_bots == 3  # flag beats file
+    assert config.stop_timeout_s == 15.0  # default
+    for text in (repr(s), repr(s.scheduler), repr(config)):
+        assert "pg-secret" not in text
+    # Without BOT_DB_URL or a file: a SQLite file in the user's state directory.
+    assert scheduler_config(load_settings(None, {}, require_key=False)).db_url.startswith("sqlite:///")
+    with pytest.raises(SettingsError, match=r"scheduler\.max_concurrent_bots"):
+        load_settings(None, {"BOT_SCHEDULER_MAX_CONCURRENT_BOTS": "0"}, require_key=False)
+    with pytest.raises(SettingsError, match=r"scheduler\.lead_time_s"):
+        load_settings(None, {"BOT_SCHEDULER_LEAD_TIME_S": "soon"}, require_key=False)
+
+
+def test_schedule_command_reads_the_scheduler_section(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:
+    """`schedule` computes the start time from [scheduler] lead_time_s of --config, as `serve` does."""
+    from bot.commands._bots import load_scheduler_config
+
+    cfg = tmp_path / "bot.toml"
+    cfg.write_text("[scheduler]\nlead_time_s = 600\nmax_concurrent_bots = 2\n")
+    clean_env.setenv("BOT_SCHEDULER_MAX_CONCURRENT_BOTS", "7")
+    config = load_scheduler_config(cfg, db_url=f"sqlite:///{tmp_path / 'bots.db'}", lead_time_s=None)
+    assert (config.lead_time_s, config.max_concurrent_bots) == (600, 7)
+    assert config.db_url == f"sqlite:///{tmp_path / 'bots.db'}"
+
+
+def test_bridge_command_honours_agent_jitter_buffer_unless_the_flag_is_given(
+    tmp_path: Path, clean_env: pytest.MonkeyPatch
+) -> None:
+    from bot.cli import build_parser
+    from bot.commands import bridge
+    from bot.session_config import bridge_options
+
+    def options(*argv: str) -> PeerOptions:
+        args = build_parser("bridge").parse_args(["bridge", "--agent-id", "echo", *argv])
+        return bridge_options(bridge.load(args)).peer
+
+    clean_env.setenv("MILLIS_PRIVATE_KEY", KEY)
+    cfg = tmp_path / "bot.toml"
+    cfg.write_text('[agent]\njitter_buffer = "aiortc"\nreceive_prefetch = 2\n')
+    assert options("--config", str(cfg)).jitter_buffer == "aiortc"
+    assert options("--config", str(cfg)).receive_prefetch == 2
+    assert options("--config", str(cfg), "--jitter-buffer", "low-latency").jitter_buffer == "low-latency"
+    clean_env.setenv("BOT_AGENT_JITTER_BUFFER", "aiortc")
+    assert options().jitter_buffer == "aiortc"
+    assert options("--jitter-buffer", "low-latency").jitter_buffer == "low-latency"
+    loopback = options("--loopback-ice")
+    assert (loopback.ice_servers, loopback.host_addresses) == ([], ["127.0.0.1"])
+    assert options().ice_servers == ["stun:stun.l.google.com:19302"]
+
+
+def test_each_vocabulary_is_listed_once() -> None:
+    """The regions and jitter buffers the flags, the API and the parts accept are the settings' lists."""
+    import argparse
+
+    from bot.api import BotCreate
+    from bot.cli import build_parser
+    from bot.settings import JITTER_BUFFERS, REGION_BASES
+
+    def choices(command: str, flag: str) -> tuple[str, ...]:
+        parser = build_parser(command)
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        action = next(a for a in sub.choices[command]._actions if flag in a.option_strings)
+        assert action.choices is not None
+        return tuple(action.choices)
+
+    for command in ("join", "schedule", "bridge"):
+        assert choices(command, "--region") == REGIONS
+    for command in ("bridge", "agent-standin"):
+        assert choices(command, "--jitter-buffer") == JITTER_BUFFERS
+    region = BotCreate.model_json_schema()["properties"]["region"]["anyOf"][0]
+    assert tuple(region["enum"]) == REGIONS
+    assert tuple(REGION_BASES) == REGIONS
+    with pytest.raises(ValueError, match="jitter_buffer"):
+        PeerOptions(jitter_buffer="big")
+
+
+def test_shipped_config_file_only_shows_the_defaults() -> None:
+    """config/bot.toml repeats no default as a value: its commented-out lines must equal the defaults."""
+    text = DEFAULT_CONFIG.read_text()
+    assert tomllib.loads(text).keys() == {f.name for f in dataclasses.fields(Settings)}
+    assert all(not values for values in tomllib.loads(text).values())  # nothing set
+    shown = tomllib.loads(re.sub(r"(?m)^# (?=[a-z_]+ = )", "", text))
+    defaults = Settings()
+    assert sum(len(values) for values in shown.values()) >= 30
+    for section, values in shown.items():
+        for key, value in values.items():
+            assert getattr(getattr(defaults, section), key) == value, f"{section}.{key}"
+
+
+def test_policies_and_scheduler_take_the_settings_defaults() -> None:
+    from bot.platforms.base import CallPolicy, JoinPolicy
+    from bot.scheduler import SchedulerConfig
+    from bot.session_config import scheduler_config
+
+    s = load_settings(None, {}, require_key=False)
+    config = SessionConfig.from_settings(s)
+    assert config.join_policy == JoinPolicy()
+    assert config.call_policy == CallPolicy()
+    assert scheduler_config(s) == SchedulerConfig()
+
+
+def test_key_file_that_cannot_be_read(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=r"agent\.key_file: cannot read"):
+        load_settings(None, {"BOT_AGENT_KEY_FILE": str(tmp_path / "missing")})
+    assert load_settings(None, {"MILLIS_PRIVATE_KEY": f" {KEY}\n"}).agent.private_key == KEY

@@ -58,7 +58,7 @@ async def test_non_json_body_is_400(agent: StandInAgent) -> None:
 
 @pytest.mark.pulse
 async def test_speak_agent_talks_after_the_caller_stops(devices: AudioDevices, agent: StandInAgent) -> None:
-    bridge = make_bridge(devices, endpoint(agent, "speak"))
+    bridge = await make_bridge(devices, endpoint(agent, "speak"))
     await bridge.start()
     try:
         async with meeting(devices) as m:
@@ -78,7 +78,8 @@ async def test_runs_as_a_command_and_stops_on_sigterm() -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bot.testing.agent",
+        "bot",
+        "agent-standin",
         "--port",
         "0",
         stdout=asyncio.subprocess.PIPE,

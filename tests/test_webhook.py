@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from bot.events import EventBus, EventKind
+from bot.events import Ended, EndedBy, EventBus, InCall, Joining
+from bot.platforms.base import EndReason
 from bot.webhook import WebhookConfig, WebhookSender, sign, verify
 from tests.webhook_receiver import WebhookReceiver
 
@@ -15,9 +16,9 @@ async def test_events_arrive_signed_in_order_after_retries() -> None:
     bus = EventBus()
     bus.subscribe(sender)
     try:
-        bus.emit(EventKind.JOINING, platform="meet")
-        bus.emit(EventKind.IN_CALL)
-        bus.emit(EventKind.ENDED, reason="host_ended")
+        bus.emit(Joining(platform="meet", meeting_id="abc-defg-hij", name="AI Agent"))
+        bus.emit(InCall())
+        bus.emit(Ended(reason=EndReason.HOST_ENDED, by=EndedBy.MEETING))
         await sender.close()
     finally:
         await receiver.close()
@@ -34,7 +35,7 @@ async def test_wrong_secret_is_rejected_and_gives_up_bounded() -> None:
     sender = WebhookSender(WebhookConfig(receiver.url, "wrong", retries=2, backoff_s=0.01))
     sender.start()
     try:
-        sender(EventBus().emit(EventKind.IN_CALL))
+        sender(EventBus().emit(InCall()))
         await sender.close()
     finally:
         await receiver.close()

@@ -74,7 +74,7 @@ class Bot:
     async def open(self, meeting: MeetingUrl, host_retry_s: float = 15.0) -> ZoomPlatform:
         page = await self.browser.start(self.devices.browser)
         page.on("websocket", lambda ws: self.sockets.append(ws))
-        self.zoom = ZoomPlatform(page, meeting, poll_s=0.1, host_retry_s=host_retry_s)
+        self.zoom = ZoomPlatform(self.browser, meeting, poll_s=0.1, host_retry_s=host_retry_s)
         return self.zoom
 
     async def join(
@@ -87,12 +87,10 @@ class Bot:
     async def join_fails(
         self, meeting: MeetingUrl, policy: JoinPolicy | None = None, host_retry_s: float = 15.0
     ) -> JoinFailure:
-        """Joins expecting a typed failure; saves artifacts for it as the session does."""
+        """Joins expecting a typed failure (which carries the artifacts the adapter had saved)."""
         with pytest.raises(JoinFailure) as caught:
             await self.join(meeting, policy, host_retry_s)
-        failure = caught.value
-        failure.artifacts = await self.browser.save_artifacts(failure.code.value)
-        return failure
+        return caught.value
 
 
 @pytest_asyncio.fixture(loop_scope="module")
@@ -183,6 +181,7 @@ async def test_only_real_typing_enables_join(bot: Bot, replica: Replica) -> None
     await page.goto(wc(meeting_id).join_url)
     name = page.locator("#input-for-name")
     join = page.locator("button.preview-join-button")
+    await join.wait_for()  # the client shows its preview (and listens for typing) after loading
     await name.evaluate("(el) => { el.value = 'Script'; el.dispatchEvent(new Event('input')); }")
     assert await join.is_disabled()
     await name.press_sequentially("x")

@@ -10,10 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,20 +23,17 @@ from bot.agent.errors import (
     AgentTimeout,
     AgentUnavailable,
 )
+from bot.settings import KEY_ENV, REGION_BASES
 
 log = logging.getLogger(__name__)
 
-KEY_ENV = "MILLIS_PRIVATE_KEY"
-REGION_BASES: dict[str, str] = {
-    "us-west": "https://api-west.millis.ai",
-    "eu-west": "https://api-eu-west.millis.ai",
-}
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True)
 class MillisConfig:
-    """Where and how to reach one Millis agent. The key is hidden from repr and never logged."""
+    """Where and how to reach one Millis agent. The key is hidden from repr and never logged; it is
+    read in one place, `bot.settings` (MILLIS_PRIVATE_KEY or agent.key_file)."""
 
     agent_id: str
     private_key: str = field(repr=False)
@@ -78,30 +72,6 @@ class MillisConfig:
     def url(self) -> str:
         base = self.base_url if self.base_url is not None else REGION_BASES[self.region]
         return base.rstrip("/") + "/webrtc/offer"
-
-    @classmethod
-    def from_env(
-        cls,
-        agent_id: str,
-        *,
-        key_file: str | Path | None = None,
-        env: Mapping[str, str] | None = None,
-        **options: Any,
-    ) -> MillisConfig:
-        """The key from `MILLIS_PRIVATE_KEY`, else from `key_file`, else a clear error naming both."""
-        env = os.environ if env is None else env
-        key = env.get(KEY_ENV, "").strip()
-        if not key and key_file is not None:
-            path = Path(key_file).expanduser()
-            try:
-                key = path.read_text().strip()
-            except OSError as e:
-                raise ValueError(f"cannot read the Millis key file {path}: {e.strerror}") from None
-            if not key:
-                raise ValueError(f"the Millis key file {path} is empty")
-        if not key:
-            raise ValueError(f"no Millis private key: set {KEY_ENV} or give a key file")
-        return cls(agent_id=agent_id, private_key=key, **options)
 
 
 class MillisEndpoint:

@@ -31,6 +31,7 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpRece
 from aiortc.jitterbuffer import JitterBuffer
 
 from bot.agent.jitter import AudioJitterBuffer
+from bot.settings import JITTER_BUFFERS
 
 DEFAULT_RECEIVE_PREFETCH = 1
 _AUDIO_JITTER_CAPACITY = 16  # aiortc's own value for audio; a power of two
@@ -52,8 +53,9 @@ class PeerOptions:
     jitter_buffer: str = "low-latency"  # or "aiortc"
 
     def __post_init__(self) -> None:
-        if self.jitter_buffer not in ("low-latency", "aiortc"):
-            raise ValueError(f"jitter_buffer must be 'low-latency' or 'aiortc' (got {self.jitter_buffer!r})")
+        if self.jitter_buffer not in JITTER_BUFFERS:
+            names = ", ".join(JITTER_BUFFERS)
+            raise ValueError(f"jitter_buffer must be one of {names} (got {self.jitter_buffer!r})")
         if not 0 <= self.receive_prefetch < _AUDIO_JITTER_CAPACITY:
             raise ValueError(f"receive_prefetch must be 0..{_AUDIO_JITTER_CAPACITY - 1} packets")
         for url in self.ice_servers or ():

@@ -1,12 +1,14 @@
-"""PulseAudio devices for one bot, and PCM moved between them and Python."""
+"""PulseAudio devices for one bot, PCM moved between them and Python, and the frame source/sink seam."""
 
-from bot.audio.devices import AudioDevices, BrowserAudio, DeviceNames, PulseDaemon
+from bot.audio.devices import AudioDevices, BrowserAudio, DeviceNames, DeviceStreams, PulseDaemon
+from bot.audio.frames import FrameSink, FrameSource
 from bot.audio.pcm import (
     FRAME_MS,
     SAMPLE_RATE,
     SAMPLES_PER_FRAME,
     FrameQueue,
     PcmCapture,
+    PcmFrame,
     PcmPlayback,
 )
 
@@ -17,8 +19,12 @@ __all__ = [
     "AudioDevices",
     "BrowserAudio",
     "DeviceNames",
+    "DeviceStreams",
     "FrameQueue",
+    "FrameSink",
+    "FrameSource",
     "PcmCapture",
+    "PcmFrame",
     "PcmPlayback",
     "PulseDaemon",
 ]

@@ -3,6 +3,9 @@
 The browser plays the meeting into `meeting_sink`; the bridge captures its monitor. The bridge plays the
 agent into `agent_sink`; `mic_source` is a remap of that sink's monitor and is the browser's microphone.
 The microphone is fed only by the agent: never by the meeting's monitor (that would echo the meeting).
+
+This module is the one place that knows that layout: the browser gets `AudioDevices.browser`, the bridge
+gets `AudioDevices.open_streams()` (a frame source and a frame sink), nobody else spells device names.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from pathlib import Path
 
 import pulsectl
 
-from bot.audio.streams import reclock_on_new_streams
+from bot.aio import cancel_and_wait
+from bot.audio.pcm import PcmCapture, PcmPlayback
+from bot.audio.streams import SinkClock
 from bot.procs import die_with_parent
 
 log = logging.getLogger(__name__)
@@ -65,6 +70,23 @@ class BrowserAudio:
     def env(self) -> dict[str, str]:
         """Environment for a client process: Chromium follows PULSE_SINK / PULSE_SOURCE."""
         return {"PULSE_SERVER": self.server, "PULSE_SINK": self.sink, "PULSE_SOURCE": self.source}
+
+
+@dataclass(frozen=True)
+class DeviceStreams:
+    """The bridge's side of the devices: what the meeting says in, the agent's voice out.
+
+    `source` is `parec` on the meeting sink's monitor (a `FrameSource`); `sink` is `pacat` into the agent
+    sink, which the virtual microphone remaps (a `FrameSink`). Opened by `AudioDevices.open_streams()`.
+    """
+
+    source: PcmCapture
+    sink: PcmPlayback
+
+    async def close(self) -> None:
+        """Stops both clients (idempotent); `AudioDevices.close()` does it too."""
+        await self.sink.close()
+        await self.source.close()
 
 
 class PulseDaemon:
@@ -173,12 +195,14 @@ class AudioDevices:
     server: str | None = None
     names: DeviceNames = field(default_factory=DeviceNames.unique)
     # Reclock whenever a new stream connects to our sinks (a browser opens its output only once a call's
-    # audio starts): see `streams.reclock_on_new_streams`.
+    # audio starts): see `streams.SinkClock.watch`.
     watch_streams: bool = True
     _watcher: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _daemon: PulseDaemon | None = field(default=None, init=False, repr=False)
     _modules: list[int] = field(default_factory=list, init=False, repr=False)
     _address: str | None = field(default=None, init=False)
+    _clock: SinkClock | None = field(default=None, init=False, repr=False)
+    _streams: list[DeviceStreams] = field(default_factory=list, init=False, repr=False)
     _closed: bool = field(default=False, init=False, repr=False)
 
     @classmethod
@@ -197,6 +221,37 @@ class AudioDevices:
         return BrowserAudio(self.address, self.names.meeting_sink, self.names.mic_source)
 
     @property
+    def meeting_monitor(self) -> str:
+        """The PulseAudio source carrying what the meeting says (the meeting sink's monitor)."""
+        return f"{self.names.meeting_sink}.monitor"
+
+    async def open_streams(self) -> DeviceStreams:
+        """Starts the bridge's PulseAudio clients and returns them once they carry audio.
+
+        Capture of the meeting (`meeting_monitor`) and playback into the agent sink start, and the sinks
+        are reclocked once both streams are connected. The streams stay open until their `close()` or
+        this object's `close()`.
+        """
+        streams = DeviceStreams(
+            PcmCapture(self.address, self.meeting_monitor), PcmPlayback(self.address, self.names.agent_sink)
+        )
+        self._streams.append(streams)
+        try:
+            await streams.source.start()
+            await streams.sink.start()
+            await self._sink_clock.after_streams((streams.source.pid, streams.sink.pid))
+        except BaseException:
+            await streams.close()
+            raise
+        return streams
+
+    @property
+    def _sink_clock(self) -> SinkClock:
+        if self._clock is None:
+            self._clock = SinkClock(self.address, (self.names.meeting_sink, self.names.agent_sink))
+        return self._clock
+
+    @property
     def daemon_pid(self) -> int | None:
         return self._daemon.pid if self._daemon else None
 
@@ -210,10 +265,7 @@ class AudioDevices:
                 self._address = self.server
             await asyncio.to_thread(self._load_modules)
             if self.watch_streams:
-                sinks = (self.names.meeting_sink, self.names.agent_sink)
-                self._watcher = asyncio.create_task(
-                    reclock_on_new_streams(self.address, sinks, self.reclock), name="reclock-on-new-streams"
-                )
+                self._watcher = asyncio.create_task(self._sink_clock.watch(), name="reclock-on-new-streams")
         except BaseException:
             await self.close()
             raise
@@ -256,31 +308,21 @@ class AudioDevices:
             raise AudioError(f"could not create audio devices on {self.address}: {e}") from e
 
     async def reclock(self) -> None:
-        """Suspend and resume both null sinks so they render at once with their clients' low latency.
+        """Suspend and resume both null sinks now (see `streams.SinkClock.reclock`).
 
-        A PulseAudio 16 null sink with no client sleeps in 2 s blocks and does not wake when a stream
-        connects: the first audio would be up to 2 s late. Call this after the capture and playback
-        streams are connected (measured: without it, 1.75 s of nothing; with it, frames within 20 ms).
+        For clients started outside `open_streams()`: call it once their streams are connected.
         """
-        names = (self.names.meeting_sink, self.names.agent_sink)
-
-        def run() -> None:
-            with pulsectl.Pulse("bot-devices", server=self.address) as pulse:
-                for name in names:
-                    pulse.sink_suspend(pulse.get_sink_by_name(name).index, 1)
-                    pulse.sink_suspend(pulse.get_sink_by_name(name).index, 0)
-
-        await asyncio.to_thread(run)
+        await self._sink_clock.reclock()
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        if self._watcher is not None:
-            self._watcher.cancel()
-            # It may also have stopped on its own if PulseAudio went away: nothing to report then.
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._watcher
+        for streams in reversed(self._streams):
+            await streams.close()
+        self._streams.clear()
+        # The watcher may also have stopped on its own if PulseAudio went away: nothing to report then.
+        await cancel_and_wait(self._watcher)
         if self._modules and self._daemon is None and self._address is not None:
             # On a shared server our modules must be unloaded; a private daemon just stops.
             with contextlib.suppress(pulsectl.PulseError):

@@ -12,7 +12,10 @@ import contextlib
 import logging
 import shutil
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+
+from bot.aio import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +36,9 @@ class PcmFrame:
 class FrameQueue:
     """A bounded frame queue: when full, the oldest frame is dropped and counted, never the newest.
 
-    Live audio must not build a backlog: a late frame is worth less than the current one.
+    Live audio must not build a backlog: a late frame is worth less than the current one. Iterating a
+    queue (`async for frame in queue`) makes it a frame source (`bot.audio.frames.FrameSource`) that ends
+    once `end()` was called and the queue is drained.
     """
 
     def __init__(self, maxlen: int) -> None:
@@ -42,6 +47,7 @@ class FrameQueue:
         self._frames: collections.deque[PcmFrame] = collections.deque()
         self._maxlen = maxlen
         self._ready = asyncio.Event()
+        self._ended = False
         self.dropped = 0
 
     def __len__(self) -> int:
@@ -66,6 +72,20 @@ class FrameQueue:
         self._frames.clear()
         return n
 
+    def end(self) -> None:
+        """No more frames will come: iteration stops once what is queued has been taken."""
+        self._ended = True
+        self._ready.set()
+
+    async def __aiter__(self) -> AsyncIterator[PcmFrame]:
+        while True:
+            while not self._frames:
+                if self._ended:
+                    return
+                self._ready.clear()
+                await self._ready.wait()
+            yield self._frames.popleft()
+
 
 def _tool(name: str) -> str:
     path = shutil.which(name)
@@ -86,7 +106,11 @@ async def _stop(proc: asyncio.subprocess.Process | None) -> None:
 
 
 class PcmCapture:
-    """Reads a PulseAudio source (e.g. `meeting_out.monitor`) into a `FrameQueue` of 20 ms frames."""
+    """Reads a PulseAudio source (e.g. `meeting_out.monitor`) into a `FrameQueue` of 20 ms frames.
+
+    A frame source (`bot.audio.frames.FrameSource`): iterating it takes frames from `queue`, and ends
+    when `parec` has exited.
+    """
 
     def __init__(self, server: str, source: str, queue_frames: int = 50, latency_ms: int = 10) -> None:
         self.server = server
@@ -121,6 +145,9 @@ class PcmCapture:
         )
         self._reader = asyncio.create_task(self._read(), name="pcm-capture")
 
+    def __aiter__(self) -> AsyncIterator[PcmFrame]:
+        return self.queue.__aiter__()
+
     async def _read(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
         stdout = self._proc.stdout
@@ -132,6 +159,8 @@ class PcmCapture:
         except asyncio.IncompleteReadError:
             if not self._closed:
                 log.warning("capture of %s stopped: parec exited", self.source)
+        finally:
+            self.queue.end()
 
     def discard_backlog(self) -> int:
         """Drop frames read so far, so a consumer that starts late does not get stale audio."""
@@ -142,10 +171,7 @@ class PcmCapture:
             return
         self._closed = True
         await _stop(self._proc)
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        await cancel_and_wait(self._reader)
 
 
 class PcmPlayback:

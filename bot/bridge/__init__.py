@@ -1,6 +1,17 @@
-"""Audio both ways between the bot's PulseAudio devices and a voice agent over WebRTC."""
+"""Audio both ways between a frame source/sink (the bot's devices) and a voice agent over WebRTC."""
 
 from bot.bridge.core import Bridge
-from bot.bridge.options import BridgeEvent, BridgeOptions, BridgeStats
+from bot.bridge.link import AgentLink, Link, LinkFactory, aiortc_links
+from bot.bridge.options import BridgeEvent, BridgeEventKind, BridgeOptions, BridgeStats
 
-__all__ = ["Bridge", "BridgeEvent", "BridgeOptions", "BridgeStats"]
+__all__ = [
+    "AgentLink",
+    "Bridge",
+    "BridgeEvent",
+    "BridgeEventKind",
+    "BridgeOptions",
+    "BridgeStats",
+    "Link",
+    "LinkFactory",
+    "aiortc_links",
+]

@@ -1,8 +1,10 @@
-"""The bridge: meeting sound → agent, agent voice → virtual microphone, over one WebRTC session at a time.
+"""The bridge: meeting sound → agent, agent voice → virtual microphone, over one agent session at a time.
 
-meeting sink monitor → parec → FrameQueue → PcmTrack → aiortc → agent
-agent → aiortc → decoded stereo → mono → FrameQueue → pacat → agent sink → virtual mic
+source (meeting sink monitor, parec) → FrameQueue → PcmTrack → link (aiortc) → agent
+agent → link (aiortc) → decoded stereo → mono → FrameQueue → sink (pacat, agent sink → virtual mic)
 
+The source and sink are a `FrameSource` and a `FrameSink` (`bot.audio.frames`): on a call, the bot's
+PulseAudio streams (`AudioDevices.open_streams()`), which their owner opens and closes; in tests, memory.
 A supervisor watches the session (inbound audio stalls, connection failed/closed, track ended) and replaces
 it with a fresh one, a bounded number of times with backoff; every attempt is logged and reported.
 """
@@ -10,53 +12,56 @@ it with a fresh one, a bounded number of times with backoff; every attempt is lo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from bot.agent.base import AgentEndpoint
 from bot.agent.errors import AgentAuthError, AgentError, AgentNotFound
-from bot.audio.pcm import SAMPLE_RATE, FrameQueue, PcmCapture, PcmFrame, PcmPlayback
-from bot.audio.streams import wait_for_streams
-from bot.bridge.link import AgentLink
+from bot.aio import cancel_and_wait, first_of
+from bot.audio.frames import FrameSink, FrameSource
+from bot.audio.pcm import SAMPLE_RATE, FrameQueue, PcmFrame
+from bot.bridge.link import Link, LinkFactory, aiortc_links
 from bot.bridge.media import LevelMeter, PcmTrack, ReplyClock, is_silent
-from bot.bridge.options import BridgeEvent, BridgeOptions, BridgeStats, EventKind
+from bot.bridge.options import BridgeEvent, BridgeEventKind, BridgeOptions, BridgeStats
 from bot.bridge.recording import WavRecorder, recording_paths
 
 log = logging.getLogger(__name__)
 
 _MAX_BACKOFF_S = 8.0
 BYTES_PER_SECOND = SAMPLE_RATE * 2
-_WATCH_INTERVAL_S = 0.25
+_WATCH_INTERVAL_S = 0.25  # how often the stall watchdog looks (at most; a shorter stall timeout looks sooner)
+_SEND_QUEUE_FRAMES = 50  # meeting audio waiting for a session (1 s), oldest dropped beyond
 
 
 class Bridge:
-    """Moves audio both ways between the bot's PulseAudio devices and an agent.
+    """Moves audio both ways between a frame source/sink (the bot's devices) and an agent.
 
     `start()` raises `AgentError` when the first connection fails (bad key, unknown agent, unreachable);
     later outages are handled by reconnecting, and `wait_lost()` returns once the agent is given up on.
+    The bridge reads `source` and writes `sink` but never starts or stops them: their owner does.
+    `links` makes each agent session (default: WebRTC through aiortc with `options.peer`).
     """
 
     def __init__(
         self,
         endpoint: AgentEndpoint,
-        server: str,
-        capture_source: str,
-        playback_sink: str,
+        source: FrameSource,
+        sink: FrameSink,
         options: BridgeOptions | None = None,
         on_event: Callable[[BridgeEvent], None] | None = None,
-        reclock: Callable[[], Awaitable[None]] | None = None,
+        *,
+        links: LinkFactory | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.options = options or BridgeOptions()
         self._on_event = on_event
-        self._reclock = reclock
-        self._server = server
-        self._capture = PcmCapture(server, capture_source)
-        self._playback = PcmPlayback(server, playback_sink)
+        self._source = source
+        self._sink = sink
+        self._new_link = links or aiortc_links(self.options.peer)
+        self._to_send = FrameQueue(_SEND_QUEUE_FRAMES)
         self._to_play = FrameQueue(self.options.playback_queue_frames)
-        self._link: AgentLink | None = None
+        self._link: Link | None = None
         self._track: PcmTrack | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._recorders: tuple[WavRecorder, WavRecorder] | None = None
@@ -105,16 +110,11 @@ class Bridge:
             raise RuntimeError("a Bridge starts once")
         self._started = True
         try:
-            await self._capture.start()
-            await self._playback.start()
-            if self._reclock is not None:
-                # Null sinks sleep in 2 s blocks unless reclocked once our streams are connected.
-                await wait_for_streams(self._server, (self._capture.pid, self._playback.pid))
-                await self._reclock()
             if self.options.record_dir is not None:
                 out_path, in_path = recording_paths(self.options.record_dir)
                 self._recorders = (WavRecorder(out_path), WavRecorder(in_path))
                 log.info("recording to %s and %s", out_path, in_path)
+            self._tasks.append(asyncio.create_task(self._capture(), name="bridge-capture"))
             self._tasks.append(asyncio.create_task(self._play(), name="bridge-playback"))
             self._link = await self._open_link()
             self._emit("agent_connected", self.endpoint.describe(), 0)
@@ -128,15 +128,9 @@ class Bridge:
         if self._closed:
             return
         self._closed = True
-        for task in reversed(self._tasks):
-            task.cancel()
-        for task in reversed(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(*reversed(self._tasks))
         if self._link is not None:
             await self._link.close()
-        await self._playback.close()
-        await self._capture.close()
         if self._recorders is not None:
             for recorder in self._recorders:
                 recorder.close()
@@ -158,9 +152,19 @@ class Bridge:
             self._recorders[1].write(pcm)
         self._to_play.put(PcmFrame(pcm, time.monotonic()))
 
+    async def _capture(self) -> None:
+        # Meeting audio waits here for the session's outbound track, which discards what was queued
+        # before its media path was up and drops a backlog beyond `max_send_backlog_frames`.
+        try:
+            async for frame in self._source:
+                self._to_send.put(frame)
+        except Exception:
+            log.exception("reading the meeting audio failed")
+        log.warning("meeting audio stopped: the agent hears silence from now on")
+
     async def _play(self) -> None:
-        # pacat plays in real time, so anything written ahead of the clock is latency that never drains
-        # by itself (decoder bursts at connect, a silence frame filled in by the far end's sender).
+        # The sink (pacat) plays in real time, so anything written ahead of the clock is latency that never
+        # drains by itself (decoder bursts at connect, a silence frame filled in by the far end's sender).
         # Track how far ahead we are; above the target, skip silent frames; far above, drop any frame.
         ahead_until = 0.0  # when everything written so far will have played (monotonic)
         target = self.options.playback_target_ms / 1000
@@ -176,7 +180,7 @@ class Bridge:
                 if ahead > limit:
                     self._late_in += 1
                     continue
-                await self._playback.write(frame.data)
+                await self._sink.write(frame.data)
                 ahead_until = max(ahead_until, now) + len(frame.data) / BYTES_PER_SECOND
         except (RuntimeError, ConnectionError, BrokenPipeError) as e:
             log.error("playback into the virtual microphone stopped: %s", e)
@@ -184,11 +188,9 @@ class Bridge:
 
     # --- sessions -----------------------------------------------------------------------------------
 
-    async def _open_link(self) -> AgentLink:
-        track = PcmTrack(
-            self._capture.queue, on_sent=self._sent, max_backlog=self.options.max_send_backlog_frames
-        )
-        link = AgentLink(self.endpoint, self.options.peer, track, self._received)
+    async def _open_link(self) -> Link:
+        track = PcmTrack(self._to_send, on_sent=self._sent, max_backlog=self.options.max_send_backlog_frames)
+        link = self._new_link(self.endpoint, track, self._received)
         try:
             await link.connect(self.options.connect_timeout_s)
         except BaseException:
@@ -214,17 +216,17 @@ class Bridge:
                 return
             self._link = link
 
-    async def _watch(self, link: AgentLink) -> str:
+    async def _watch(self, link: Link) -> str:
         stall = self.options.stall_timeout_s
+        interval = min(_WATCH_INTERVAL_S, stall / 4)
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(link.ended.wait(), _WATCH_INTERVAL_S)
+            if await first_of({"ended": link.ended.wait()}, interval) is not None:
                 return link.reason
             quiet = time.monotonic() - link.last_audio_at
             if quiet > stall:
                 return f"no audio from the agent for {quiet:.1f} s"
 
-    async def _reconnect(self, reason: str) -> AgentLink | None:
+    async def _reconnect(self, reason: str) -> Link | None:
         total = self.options.max_reconnects
         for attempt in range(1, total + 1):
             delay = min(self.options.reconnect_backoff_s * 2 ** (attempt - 1), _MAX_BACKOFF_S)
@@ -255,7 +257,7 @@ class Bridge:
         self._lost.set()
         self._emit("agent_lost", reason, 0)
 
-    def _emit(self, kind: EventKind, detail: str, attempt: int) -> None:
+    def _emit(self, kind: BridgeEventKind, detail: str, attempt: int) -> None:
         if self._on_event is not None:
             try:
                 self._on_event(BridgeEvent(kind, detail, attempt))

@@ -1,16 +1,17 @@
 """One WebRTC session with the agent: a fresh peer connection, its offer/answer, and why it ended.
 
 aiortc has no ICE restart, so a dead session is never repaired: the bridge closes the link and opens a
-new one (new RTCPeerConnection, new offer).
+new one (new RTCPeerConnection, new offer). The bridge sees a session only as a `Link` made by a
+`LinkFactory`, so its supervision (watchdog, reconnects) runs the same over aiortc or in memory (tests).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
@@ -18,9 +19,55 @@ from aiortc.mediastreams import MediaStreamError
 from bot.agent.base import AgentEndpoint
 from bot.agent.errors import AgentBadAnswer, AgentUnavailable
 from bot.agent.peer import PeerOptions, new_peer_connection, set_local_description, tune_receivers
+from bot.aio import cancel_and_wait, first_of
 from bot.bridge.media import ToMono
 
 log = logging.getLogger(__name__)
+
+
+class Link(Protocol):
+    """One session with the agent as the bridge supervises it.
+
+    Sends the frames of its outbound track; hands each inbound 20 ms mono PCM frame to its `on_audio`.
+    """
+
+    @property
+    def ended(self) -> asyncio.Event:
+        """Set once the session is over (the agent hung up, the connection failed, or `close()`)."""
+        ...
+
+    @property
+    def reason(self) -> str:
+        """Why it ended, for logs and events (empty before)."""
+        ...
+
+    @property
+    def last_audio_at(self) -> float:
+        """Monotonic time of the latest inbound frame, or of the connection: the stall watchdog's clock."""
+        ...
+
+    async def connect(self, timeout_s: float) -> None:
+        """Offer → agent → answer, then wait for the media path. Raises `AgentError` on failure."""
+        ...
+
+    async def close(self) -> None:
+        """Ends the session and waits for its tasks; idempotent."""
+        ...
+
+
+# (endpoint, outbound track, on_audio) → a new, unconnected link.
+LinkFactory = Callable[[AgentEndpoint, MediaStreamTrack, Callable[[bytes], None]], Link]
+
+
+def aiortc_links(peer: PeerOptions) -> LinkFactory:
+    """Links over real WebRTC (aiortc), each a fresh peer connection built with `peer`."""
+
+    def new_link(
+        endpoint: AgentEndpoint, outbound: MediaStreamTrack, on_audio: Callable[[bytes], None]
+    ) -> Link:
+        return AgentLink(endpoint, peer, outbound, on_audio)
+
+    return new_link
 
 
 class AgentLink:
@@ -77,14 +124,7 @@ class AgentLink:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
         except (ValueError, AttributeError) as e:
             raise AgentBadAnswer(f"{self._endpoint.describe()} sent an SDP answer aiortc rejects: {e}") from e
-        waiter = asyncio.create_task(self._connected.wait())
-        ender = asyncio.create_task(self.ended.wait())
-        try:
-            await asyncio.wait({waiter, ender}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (waiter, ender):
-                task.cancel()
-            await asyncio.gather(waiter, ender, return_exceptions=True)
+        await first_of({"connected": self._connected.wait(), "ended": self.ended.wait()}, timeout_s)
         if not self._connected.is_set():
             why = self.reason or f"no media path within {timeout_s:g} s"
             raise AgentUnavailable(
@@ -112,7 +152,4 @@ class AgentLink:
         self._end("closed")
         if self._pc is not None:
             await self._pc.close()
-        if self._pump is not None:
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
+        await cancel_and_wait(self._pump)

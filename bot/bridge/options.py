@@ -8,7 +8,8 @@ from typing import Literal
 
 from bot.agent.peer import PeerOptions
 
-EventKind = Literal["agent_connected", "agent_reconnecting", "agent_lost"]
+# Named apart from `bot.events.EventKind` (the bot's own events, which a session maps these to).
+BridgeEventKind = Literal["agent_connected", "agent_reconnecting", "agent_lost"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,6 @@ class BridgeStats:
 class BridgeEvent:
     """`attempt` is 0 for the first connection, then the reconnect attempt within the current outage."""
 
-    kind: EventKind
+    kind: BridgeEventKind
     detail: str
     attempt: int = 0

@@ -1,10 +1,10 @@
 """What `schedule`, `list` and `cancel` share: where the bots live (the database or a running API), and
 how a bot record is printed.
 
-Without --api these commands work on the database directly (BOT_DB_URL or --db; the same file `serve`
-uses), so they work whether or not the service is running: a running `serve` picks up their jobs and
-stop requests within a second. With --api URL (or BOT_API_URL) they call the service's HTTP API with
-BOT_API_TOKEN.
+Without --api these commands work on the database directly (scheduler.db_url: BOT_DB_URL or --db; the
+same file `serve` uses), so they work whether or not the service is running: a running `serve` picks up
+their jobs and stop requests within a second. With --api URL (or BOT_API_URL) they call the service's HTTP
+API with BOT_API_TOKEN.
 """
 
 from __future__ import annotations
@@ -16,11 +16,14 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 
 from bot.scheduler import BotService, DatabaseError, SchedulerConfig
+from bot.session_config import scheduler_config
+from bot.settings import Settings, SettingsError, load_settings
 
 T = TypeVar("T")
 
@@ -43,17 +46,29 @@ def add_target_flags(p: argparse.ArgumentParser) -> None:
         help="call a running service's HTTP API instead (token: BOT_API_TOKEN)",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--config", type=Path, help="TOML settings file, for its [scheduler] section")
+
+
+def load_scheduler_config(config_file: Path | None, **flags: Any) -> SchedulerConfig:
+    """The [scheduler] settings: defaults < TOML file < BOT_DB_URL, BOT_SCHEDULER_* < the flags given
+    (None: not given). No Millis key needed: this process starts no bot itself."""
+    return scheduler_config(load_scheduler_settings(config_file, **flags))
+
+
+def load_scheduler_settings(config_file: Path | None, **flags: Any) -> Settings:
+    """The settings with the [scheduler] flags given (None: not given) applied, without a Millis key."""
+    given = {key: value for key, value in flags.items() if value is not None}
+    try:
+        return load_settings(config_file, overrides={"scheduler": given}, require_key=False)
+    except SettingsError as e:
+        raise CommandError(str(e)) from None
 
 
 def run_direct(args: argparse.Namespace, work: Callable[[BotService], Awaitable[T]]) -> T:
     """Runs `work` against the database with a client (non-serving) BotService."""
 
     async def main() -> T:
-        try:
-            config = SchedulerConfig.from_env(db_url=args.db)
-        except ValueError as e:
-            raise CommandError(str(e)) from None
-        service = BotService(config)
+        service = BotService(load_scheduler_config(args.config, db_url=args.db))
         try:
             await service.start()
         except DatabaseError as e:
@@ -108,14 +123,17 @@ def print_records(records: list[dict[str, Any]], as_json: bool) -> None:
     if not records:
         print("no bots")
         return
-    print(f"{'ID':<16}  {'STATE':<18}  {'JOIN AT':<23}  {'AGENT':<16}  {'OUTCOME':<14}  MEETING")
+    # HOST: the worker host running the bot (scheduler.launcher = celery); "-" for the service's own.
+    print(f"{'ID':<16}  {'STATE':<18}  {'JOIN AT':<23}  {'AGENT':<16}  ", end="")
+    print(f"{'HOST':<12}  {'OUTCOME':<14}  MEETING")
     for r in records:
         outcome = r.get("end_reason") or r.get("failure_code") or ""
         if r.get("exit_code") is not None:
             outcome = f"{outcome} ({r['exit_code']})".strip()
+        host = (r.get("host") or "-")[:12]
         print(
             f"{r['id']:<16}  {r['state']:<18}  {local_time(r['join_at']):<23}  {r['agent_id'][:16]:<16}  "
-            f"{outcome[:14]:<14}  {r['meeting_url']}"
+            f"{host:<12}  {outcome[:14]:<14}  {r['meeting_url']}"
         )
 
 

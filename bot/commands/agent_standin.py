@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from bot.settings import JITTER_BUFFERS
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
@@ -25,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", help="the private key to accept (default: $MILLIS_PRIVATE_KEY)")
     parser.add_argument(
         "--jitter-buffer",
-        choices=("low-latency", "aiortc"),
-        default="low-latency",
+        choices=JITTER_BUFFERS,
+        default=JITTER_BUFFERS[0],
         help="receive jitter buffer",
     )
     parser.add_argument(

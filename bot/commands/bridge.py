@@ -12,9 +12,14 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from bot.exit_codes import ExitCode, exit_code_for
-from bot.settings import REGIONS, Settings, SettingsError, load_settings, parse_pairs
+from bot.settings import JITTER_BUFFERS, REGIONS, Settings, SettingsError, load_settings, parse_pairs
+
+if TYPE_CHECKING:
+    from bot.agent.millis import MillisConfig
+    from bot.bridge import BridgeOptions
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,9 +38,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--config", type=Path, help="TOML settings file (default config/bot.toml)")
     p.add_argument(
         "--jitter-buffer",
-        choices=("low-latency", "aiortc"),
-        default="low-latency",
-        help="receive jitter buffer: ours (no added delay) or aiortc's with agent.receive_prefetch packets",
+        choices=JITTER_BUFFERS,
+        help="receive jitter buffer (agent.jitter_buffer): ours, no added delay, or aiortc's holding "
+        "agent.receive_prefetch packets",
     )
     p.add_argument(
         "--loopback-ice",
@@ -45,52 +50,46 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    layer: dict[str, dict[str, object]] = {"agent": {"agent_id": args.agent_id}}
+def load(args: argparse.Namespace) -> Settings:
+    """The settings with this command's flags as the top layer (a flag not given leaves the setting)."""
+    agent: dict[str, Any] = {"agent_id": args.agent_id}
     if args.region:
-        layer["agent"]["region"] = args.region
+        agent["region"] = args.region
     if args.agent_url:
-        layer["agent"]["url"] = args.agent_url
+        agent["url"] = args.agent_url
+    if args.metadata:
+        agent["metadata"] = parse_pairs(args.metadata)
+    if args.jitter_buffer:
+        agent["jitter_buffer"] = args.jitter_buffer
+    if args.loopback_ice:
+        agent["ice_servers"] = []
+        agent["ice_host_addresses"] = ["127.0.0.1"]
+    layer: dict[str, dict[str, Any]] = {"agent": agent}
+    if args.record:
+        layer["bot"] = {"record_dir": args.record}
+    return load_settings(args.config, overrides=layer)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bot.session_config import bridge_options, millis_config
+
     try:
-        if args.metadata:
-            layer["agent"]["metadata"] = parse_pairs(args.metadata)
-        settings = load_settings(args.config, overrides=layer)
-    except SettingsError as e:
+        settings = load(args)
+        agent = millis_config(settings)
+        options = bridge_options(settings)
+    except (SettingsError, ValueError) as e:
         print(f"meeting-bot bridge: {e}", file=sys.stderr)
         return ExitCode.USAGE
-    record_dir = Path(args.record) if args.record else None
-    return asyncio.run(bridge(settings, record_dir, args.loopback_ice, args.jitter_buffer))
+    return asyncio.run(bridge(agent, options))
 
 
-async def bridge(
-    settings: Settings, record_dir: Path | None, loopback_ice: bool, jitter_buffer: str = "low-latency"
-) -> int:
+async def bridge(config: MillisConfig, options: BridgeOptions) -> int:
     from bot.agent.errors import AgentError
-    from bot.agent.millis import MillisConfig, MillisEndpoint
-    from bot.agent.peer import PeerOptions
+    from bot.agent.millis import MillisEndpoint
+    from bot.aio import cancel_and_wait
     from bot.audio import AudioDevices
-    from bot.bridge import Bridge, BridgeEvent, BridgeOptions
+    from bot.bridge import Bridge, BridgeEvent
 
-    a = settings.agent
-    config = MillisConfig(
-        agent_id=a.agent_id,
-        private_key=a.private_key,
-        region=a.region,
-        base_url=a.url or None,
-        metadata=a.metadata or None,
-        include_metadata_in_prompt=a.include_metadata_in_prompt,
-        bearer_fallback=a.bearer_fallback,
-        timeout_s=a.timeout_s,
-    )
-    if loopback_ice:
-        peer = PeerOptions.loopback(receive_prefetch=a.receive_prefetch, jitter_buffer=jitter_buffer)
-    else:
-        peer = PeerOptions(
-            ice_servers=a.ice_servers,
-            host_addresses=a.ice_host_addresses or None,
-            receive_prefetch=a.receive_prefetch,
-            jitter_buffer=jitter_buffer,
-        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -106,20 +105,13 @@ async def bridge(
         print("Bind a browser or any PulseAudio client to the bot's devices:")
         for name, value in audio.env().items():
             print(f"  {name}={value}")
-        the_bridge = Bridge(
-            MillisEndpoint(config),
-            server=audio.server,
-            capture_source=f"{audio.sink}.monitor",
-            playback_sink=devices.names.agent_sink,
-            options=BridgeOptions(peer=peer, record_dir=record_dir),
-            on_event=on_event,
-            reclock=devices.reclock,
-        )
+        streams = await devices.open_streams()
+        the_bridge = Bridge(MillisEndpoint(config), streams.source, streams.sink, options, on_event)
         try:
             await the_bridge.start()
         except AgentError as e:
             print(f"meeting-bot bridge: {e}", file=sys.stderr)
-            return int(exit_code_for(e.code))
+            return int(exit_code_for(e))
         print("Connected. Live stats every second; Ctrl+C to stop.", flush=True)
         started = time.monotonic()
         lost = asyncio.create_task(the_bridge.wait_lost())
@@ -137,9 +129,7 @@ async def bridge(
                     flush=True,
                 )
         finally:
-            for task in (lost, stopped):
-                task.cancel()
-            await asyncio.gather(lost, stopped, return_exceptions=True)
+            await cancel_and_wait(lost, stopped)
         delays = the_bridge.reply_delays_ms
         if delays:
             print("reply delays (ms): " + " ".join(f"{d:.1f}" for d in delays), flush=True)
@@ -153,20 +143,3 @@ async def bridge(
         if the_bridge is not None:
             await the_bridge.close()
         await devices.close()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m bot.commands.bridge …`: this command alone, without importing the other commands."""
-    import logging
-
-    parser = argparse.ArgumentParser(prog="python -m bot.commands.bridge")
-    sub = parser.add_subparsers(dest="command", required=True)
-    register(sub)
-    args = parser.parse_args(["bridge", *(sys.argv[1:] if argv is None else argv)])
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    result: int = args.func(args)
-    return result
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bot.commands._bots import CommandError, guarded
-from bot.launcher import DEFAULT_COMMAND, LocalProcessLauncher
-from bot.scheduler import BotService, DatabaseError, SchedulerConfig
+from bot.commands._bots import CommandError, guarded, load_scheduler_settings
+from bot.launcher import DEFAULT_COMMAND, Launcher, LocalProcessLauncher, RemoteLauncher
+from bot.scheduler import BotService, DatabaseError
 from bot.store import safe_db_url
 
 
@@ -26,7 +26,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="run the scheduler and its HTTP API",
         description="Run scheduled bots and serve the HTTP API (docs at /docs). Needs BOT_API_TOKEN. "
         "Bots inherit this process's environment (MILLIS_PRIVATE_KEY, BOT_* settings). "
-        "SIGTERM or Ctrl+C makes every running bot leave its meeting, then exits.",
+        "SIGTERM or Ctrl+C makes every running bot leave its meeting, then exits. Bots' webhooks are "
+        "stored and delivered by this process, signed with BOT_WEBHOOK_SECRET; Prometheus metrics at "
+        "/metrics (set BOT_METRICS_TOKEN to require that bearer token).",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
@@ -44,7 +46,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="command that runs one bot, given the join arguments "
         f"(default: {shlex.join(DEFAULT_COMMAND[1:])} with this Python); e.g. to wrap it in `nice`",
     )
-    p.add_argument("--config", type=Path, help="TOML settings file passed to every bot")
+    p.add_argument(
+        "--config", type=Path, help="TOML settings file: its [scheduler] section, and passed to every bot"
+    )
     p.set_defaults(func=guarded(run))
 
 
@@ -56,29 +60,39 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("BOT_API_TOKEN is too short: use at least 16 random characters")
     if not 0 <= args.port <= 65535:
         raise CommandError("--port must be between 0 and 65535")
-    try:
-        config = SchedulerConfig.from_env(
-            db_url=args.db,
-            max_concurrent_bots=args.max_bots,
-            lead_time_s=args.lead_time,
-            misfire_grace_s=args.grace,
-        )
-    except ValueError as e:
-        raise CommandError(str(e)) from None
-    if args.config is not None and not args.config.is_file():
-        raise CommandError(f"--config: {args.config} does not exist")
+    from bot.session_config import cluster_options, scheduler_config, webhook_delivery_config
+
+    settings = load_scheduler_settings(
+        args.config,
+        db_url=args.db,
+        max_concurrent_bots=args.max_bots,
+        lead_time_s=args.lead_time,
+        misfire_grace_s=args.grace,
+    )
+    config = scheduler_config(settings)
     command = shlex.split(args.bot_command) if args.bot_command else list(DEFAULT_COMMAND)
     if not command:
         raise CommandError("--bot-command must not be empty")
-    launcher = LocalProcessLauncher(command=command, config_file=args.config)
+    launcher: Launcher | RemoteLauncher
+    if settings.scheduler.launcher == "celery":  # bots run on `meeting-bot worker` hosts (bot.cluster)
+        from bot.cluster.launcher import CeleryLauncher
+
+        launcher = CeleryLauncher(cluster_options(settings))
+    else:
+        launcher = LocalProcessLauncher(command=command, config_file=args.config)
+    # Optional: Prometheus may scrape /metrics with its own token instead of the API's.
+    metrics_token = os.environ.get("BOT_METRICS_TOKEN", "")
+    from bot.api import listen_socket
+
     try:
-        sock = socket.create_server((args.host, args.port))
+        sock = listen_socket(args.host, args.port)
     except OSError as e:
-        raise CommandError(f"cannot listen on {args.host}:{args.port}: {e.strerror}", code=1) from None
-    return asyncio.run(_serve(BotService(config, launcher), token, sock))
+        raise CommandError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}", code=1) from None
+    service = BotService(config, launcher, webhooks=webhook_delivery_config(settings))
+    return asyncio.run(_serve(service, token, sock, metrics_token))
 
 
-async def _serve(service: BotService, token: str, sock: socket.socket) -> int:
+async def _serve(service: BotService, token: str, sock: socket.socket, metrics_token: str = "") -> int:
     from bot.api import create_app
 
     try:
@@ -89,7 +103,8 @@ async def _serve(service: BotService, token: str, sock: socket.socket) -> int:
         return 2
     try:
         # SIGTERM/SIGINT stop uvicorn; the app's shutdown then closes the service (running bots leave).
-        return await _run_server(service, create_app(service, token, start_service=False), sock)
+        app = create_app(service, token, start_service=False, metrics_token=metrics_token)
+        return await _run_server(service, app, sock)
     finally:
         await service.close()
         sock.close()

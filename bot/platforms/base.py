@@ -1,7 +1,9 @@
 """The platform seam: how the session drives any meeting client, and the words for what happened.
 
 A platform adapter joins with a display name (reporting states as it goes), waits until the call ends, and
-leaves. Everything that is specific to one client (URLs, selectors, texts) lives in that platform's module.
+leaves. Everything that is specific to one client (URLs, selectors, texts) lives in that platform's module;
+what adapters driving a page share lives in `page.PagePlatform`. An adapter drives the browser's page and has
+the browser save that page (screenshot, HTML) when a join fails, before it navigates anywhere.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
+
+from bot.settings import CallSection
 
 if TYPE_CHECKING:
     from playwright.async_api import Page
@@ -83,41 +87,58 @@ class JoinFailure(Exception):
         return f"{self.code.value}: {self.message}{where}{saved}"
 
 
+_CALL = CallSection()  # the defaults of the [call] settings, kept there once
+
+
 @dataclass(frozen=True)
 class JoinPolicy:
-    """Bounds on joining, all in seconds."""
+    """Bounds on joining, all in seconds (built from the [call] settings by bot.session_config)."""
 
-    lobby_timeout_s: float = 600.0  # Meet itself gives up after about 10 minutes
-    host_absent_timeout_s: float = 300.0
+    lobby_timeout_s: float = _CALL.lobby_timeout_s
+    host_absent_timeout_s: float = _CALL.host_absent_timeout_s
     ui_timeout_s: float = 20.0  # how long to look for an expected element before UI_CHANGED
-    retries: int = 2  # extra attempts after a retryable failure (RETRYABLE: Meet's block on guests)
-    retry_delay_s: float = 5.0
+    retries: int = _CALL.join_retries  # extra attempts after a retryable failure (RETRYABLE)
+    retry_delay_s: float = _CALL.join_retry_delay_s
 
 
 @dataclass(frozen=True)
 class CallPolicy:
     """When the bot ends a call on its own."""
 
-    alone_after_s: float = 60.0
-    max_duration_s: float = 3 * 3600.0
+    alone_after_s: float = _CALL.alone_after_s
+    max_duration_s: float = _CALL.max_duration_s
 
 
 StateCallback = Callable[[CallState], None]
 
 
+class Browser(Protocol):
+    """What an adapter needs of the bot's browser (`bot.browser.BotBrowser`): the page to drive, and the
+    one place where failure artifacts are saved."""
+
+    @property
+    def page(self) -> Page: ...
+
+    async def save_artifacts(self, label: str) -> list[Path]:
+        """Saves a screenshot and the HTML of the page as it is now under `label`; returns the files."""
+        ...
+
+
 class Platform(abc.ABC):
-    """One meeting client driven in one browser page. Create one per join."""
+    """One meeting client driven in the browser's page. Create one per join."""
 
     name: str  # "meet", "zoom"
 
-    def __init__(self, page: Page, meeting: MeetingUrl) -> None:
-        self.page = page
+    def __init__(self, browser: Browser, meeting: MeetingUrl) -> None:
+        self.browser = browser
+        self.page = browser.page
         self.meeting = meeting
 
     @abc.abstractmethod
     async def join(self, display_name: str, policy: JoinPolicy, on_state: StateCallback) -> None:
         """Get into the call. Reports JOINING, AWAITING_ADMISSION (if a lobby), then IN_CALL once
-        admitted (never while in a lobby), or raises `JoinFailure`."""
+        admitted (never while in a lobby), or raises `JoinFailure` carrying the artifacts of the page as it
+        was when the join failed."""
 
     @abc.abstractmethod
     async def wait_for_end(self, policy: CallPolicy) -> EndReason:

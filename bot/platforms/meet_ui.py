@@ -8,9 +8,10 @@ terminal failures and end screens first, then the lobby, so waiting is never tak
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
+
+from bot.platforms.ui import PageSnapshot, page_script, signal_selectors
 
 # CSS selectors, several candidates each. Attribute prefixes (`^=`) because Meet appends shortcuts to
 # some labels on some clients ("Turn off microphone (ctrl + d)").
@@ -36,7 +37,7 @@ SELECTORS: dict[str, tuple[str, ...]] = {
     ),
 }
 
-# Buttons and links, matched on their whole visible text (case-insensitive, apostrophes folded).
+# Buttons and links, matched on their whole visible text (folded: see `ui.fold`).
 BUTTONS: dict[str, tuple[str, ...]] = {
     "join": (
         "Ask to join",
@@ -56,7 +57,7 @@ BUTTONS: dict[str, tuple[str, ...]] = {
     "consent": ("Join now", "Got it", "OK", "Continue"),
 }
 
-# Texts anywhere in the page (substring, case-insensitive, typographic apostrophes folded).
+# Texts anywhere in the page (substring, folded).
 TEXTS: dict[str, tuple[str, ...]] = {
     "not_found": (
         "Check your meeting code",
@@ -88,58 +89,33 @@ TEXTS: dict[str, tuple[str, ...]] = {
 }
 
 
-def snapshot_selectors() -> dict[str, tuple[str, ...]]:
-    """`SELECTORS` plus one key per in-call signal, so the snapshot can count distinct signals."""
-    return {**SELECTORS, **{f"in_call:{i}": (s,) for i, s in enumerate(SELECTORS["in_call"])}}
+SNAPSHOT_SELECTORS = signal_selectors(SELECTORS)
 
-
-# Reads every selector, button and text above; returns plain JSON.
-SNAPSHOT_JS = """
-([sel, buttons, texts]) => {
-  const fold = (s) => (s || "").replace(/[\\u2018\\u2019]/g, "'").replace(/\\s+/g, " ").trim().toLowerCase();
-  // "rendered": laid out (an auto-hidden control bar still is); "shown": also not visibility:hidden.
-  const rendered = (el) => !!el && el.getClientRects().length > 0;
-  const shown = (el) => rendered(el) && getComputedStyle(el).visibility !== "hidden"
-    && Number(getComputedStyle(el).opacity) > 0;
-  const body = fold(document.body ? document.body.innerText : "");
-  const out = {title: document.title, url: location.href, present: {}, visible: {}, buttons: {}, texts: [],
-               joinEnabled: false, nameValue: null, participants: null, people: false, signInHeading: false,
-               audioElements: document.querySelectorAll("audio").length, dialog: false};
-  for (const [key, list] of Object.entries(sel)) {
-    const els = list.flatMap((s) => Array.from(document.querySelectorAll(s)));
-    out.present[key] = els.filter(rendered).length;
-    out.visible[key] = els.some(shown);
-  }
-  const clickable = Array.from(document.querySelectorAll("button, a, [role=button]")).filter(shown);
-  const label = (el) => fold(el.innerText || el.textContent);
-  for (const [key, list] of Object.entries(buttons)) {
-    const want = list.map(fold);
-    out.buttons[key] = clickable.some((el) => want.includes(label(el)));
-  }
-  for (const [key, list] of Object.entries(texts)) {
-    if (list.some((t) => body.includes(fold(t)))) out.texts.push(key);
-  }
+# Meet's own readings, added to the common page script (`ui.page_script`).
+SNAPSHOT_JS = page_script(
+    """
   const join = clickable.find((el) => buttons.join.map(fold).includes(label(el)));
-  if (join) out.joinEnabled = !join.disabled && join.getAttribute("aria-disabled") !== "true";
-  const name = sel.name_input.map((s) => document.querySelector(s)).find((el) => shown(el));
-  if (name) out.nameValue = name.value;
+  out.joinEnabled = !!join && !join.disabled && join.getAttribute("aria-disabled") !== "true";
+  const name = first("name_input");
+  out.nameValue = name ? name.value : null;
   out.signInHeading = Array.from(document.querySelectorAll("h1"))
     .some((h) => fold(h.textContent).includes("sign in"));
+  out.audioElements = document.querySelectorAll("audio").length;
   out.dialog = Array.from(document.querySelectorAll("[role=dialog], [role=alertdialog]")).some(shown);
   // People button (new UI): a dialog-opening button labelled "People", often with the count ("People - 3").
   const people = Array.from(document.querySelectorAll("[aria-haspopup=dialog]"))
     .find((el) => rendered(el) && /^people\\b/.test(fold(el.getAttribute("aria-label") || el.textContent)));
+  out.people = !!people;
+  out.participants = null;
   if (people) {
-    out.people = true;
     const m = ((people.getAttribute("aria-label") || "") + " " + (people.textContent || "")).match(/\\d+/);
     if (m) out.participants = parseInt(m[0], 10);
   }
   if (out.participants === null && out.present.participants_list > 0) {
     out.participants = out.present.participants_list;
   }
-  return out;
-}
 """
+)
 
 
 class Screen(StrEnum):
@@ -165,15 +141,9 @@ class Screen(StrEnum):
 
 
 @dataclass
-class Snapshot:
+class Snapshot(PageSnapshot):
     """One reading of the page (Meet has no client iframe)."""
 
-    title: str = ""
-    url: str = ""
-    present: dict[str, int] = field(default_factory=dict)
-    visible: dict[str, bool] = field(default_factory=dict)
-    buttons: dict[str, bool] = field(default_factory=dict)
-    texts: set[str] = field(default_factory=set)
     join_enabled: bool = False
     name_value: str | None = None
     participants: int | None = None
@@ -182,37 +152,21 @@ class Snapshot:
     audio_elements: int = 0
     dialog: bool = False
 
-    @classmethod
-    def parse(cls, raw: object) -> Snapshot:
-        if not isinstance(raw, dict):
-            return cls()
-        texts = raw.get("texts")
-        participants = raw.get("participants")
-        return cls(
-            title=str(raw.get("title", "")),
-            url=str(raw.get("url", "")),
-            present={str(k): int(v) for k, v in _dict(raw.get("present")).items() if isinstance(v, int)},
-            visible={str(k): bool(v) for k, v in _dict(raw.get("visible")).items()},
-            buttons={str(k): bool(v) for k, v in _dict(raw.get("buttons")).items()},
-            texts={str(t) for t in texts} if isinstance(texts, list) else set(),
-            join_enabled=bool(raw.get("joinEnabled")),
-            name_value=None if raw.get("nameValue") is None else str(raw.get("nameValue")),
-            participants=participants if isinstance(participants, int) else None,
-            people=bool(raw.get("people")),
-            sign_in_heading=bool(raw.get("signInHeading")),
-            audio_elements=int(raw.get("audioElements") or 0),
-            dialog=bool(raw.get("dialog")),
-        )
+    def merge(self, raw: dict[str, object], frame: int) -> None:
+        super().merge(raw, frame)
+        name, participants, audio = raw.get("nameValue"), raw.get("participants"), raw.get("audioElements")
+        self.join_enabled = bool(raw.get("joinEnabled"))
+        self.name_value = None if name is None else str(name)
+        self.participants = participants if isinstance(participants, int) else None
+        self.people = bool(raw.get("people"))
+        self.sign_in_heading = bool(raw.get("signInHeading"))
+        self.audio_elements = audio if isinstance(audio, int) else 0
+        self.dialog = bool(raw.get("dialog"))
 
     @property
     def in_call_signals(self) -> int:
         """Distinct call-only signals laid out on the page (control region, captions, chat, People)."""
-        found = sum(1 for i in range(len(SELECTORS["in_call"])) if self.present.get(f"in_call:{i}", 0))
-        return found + (1 if self.people else 0)
-
-
-def _dict(value: object) -> dict[object, object]:
-    return value if isinstance(value, dict) else {}
+        return self.signals("in_call") + (1 if self.people else 0)
 
 
 _ENDS = (
@@ -254,9 +208,3 @@ def classify(snap: Snapshot) -> Screen:
     if "getting_ready" in t:
         return Screen.GETTING_READY
     return Screen.UNKNOWN
-
-
-def exact_text(texts: tuple[str, ...]) -> re.Pattern[str]:
-    """A pattern matching an element whose whole text is one of `texts` (for Playwright's has_text)."""
-    alternatives = "|".join(re.escape(x).replace("'", "['\u2019]") for x in texts)
-    return re.compile(r"^\s*(" + alternatives + r")\s*$", re.IGNORECASE)

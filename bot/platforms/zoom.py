@@ -14,29 +14,20 @@ import time
 from collections.abc import Callable
 
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Frame, Locator, Page
+from playwright.async_api import Frame
 
-from bot.platforms.base import (
-    CallPolicy,
-    CallState,
-    EndReason,
-    FailureCode,
-    JoinFailure,
-    JoinPolicy,
-    Platform,
-    StateCallback,
-)
+from bot.platforms.base import Browser, CallState, EndReason, FailureCode, JoinPolicy, StateCallback
+from bot.platforms.page import CallReading, PagePlatform
 from bot.platforms.urls import MeetingUrl
 from bot.platforms.zoom_ui import (
     BUTTONS,
     SELECTORS,
     SNAPSHOT_JS,
+    SNAPSHOT_SELECTORS,
     TEXTS,
     Screen,
     Snapshot,
     classify,
-    exact_text,
-    snapshot_selectors,
 )
 
 log = logging.getLogger(__name__)
@@ -57,17 +48,19 @@ _ENDS: dict[Screen, EndReason] = {
     Screen.HOST_ENDED: EndReason.HOST_ENDED,
     Screen.CALL_ENDED: EndReason.CALL_ENDED,
 }
-_CLICK_TIMEOUT_MS = 3000
+_MAX_PERMISSION_CLICKS = 6  # Zoom asks twice (camera and microphone, then microphone only)
+_MAX_TYPING = 6  # more means the name or passcode field does not keep what is typed
 
 
-class ZoomPlatform(Platform):
+class ZoomPlatform(PagePlatform):
     """Zoom web client. `host_retry_s`: how often to reload while the host has not started."""
 
     name = "zoom"
+    label = "Zoom"
 
     def __init__(
         self,
-        page: Page,
+        browser: Browser,
         meeting: MeetingUrl,
         *,
         host_retry_s: float = 15.0,
@@ -75,16 +68,10 @@ class ZoomPlatform(Platform):
         audio_wait_s: float = 8.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(page, meeting)
+        super().__init__(browser, meeting, poll_s=poll_s, clock=clock)
         self.host_retry_s = host_retry_s
-        self.poll_s = poll_s
         self.audio_wait_s = audio_wait_s
-        self._now = clock
-        self._selectors = snapshot_selectors()
         self._frames: list[Frame] = []
-        self._in_call = False
-        self._joined_at: float | None = None
-        self._left = False
         self.screen = Screen.UNKNOWN  # the last screen seen, for logs and tests
 
     # ---- joining -------------------------------------------------------------------------------------
@@ -109,14 +96,14 @@ class ZoomPlatform(Platform):
                 self.screen, progress_at = screen, now
             if screen in _TERMINAL:
                 code, message = _TERMINAL[screen]
-                raise JoinFailure(code, message, step=screen.value)
+                await self._fail(code, message, screen.value)
             if screen in (Screen.HOST_ABSENT, Screen.HOST_WAIT):
                 host_absent_since = host_absent_since if host_absent_since is not None else now
                 if now - host_absent_since >= policy.host_absent_timeout_s:
-                    raise JoinFailure(
+                    await self._give_up(
                         FailureCode.HOST_ABSENT,
                         f"the host did not start the meeting within {policy.host_absent_timeout_s:g} s",
-                        step=screen.value,
+                        screen.value,
                     )
                 progress_at = now
                 if screen is Screen.HOST_WAIT:
@@ -134,14 +121,14 @@ class ZoomPlatform(Platform):
                     lobby_since = now
                     on_state(CallState.AWAITING_ADMISSION)
                 if now - lobby_since >= policy.lobby_timeout_s:
-                    raise JoinFailure(
+                    await self._give_up(
                         FailureCode.LOBBY_TIMEOUT,
                         f"nobody let the bot in within {policy.lobby_timeout_s:g} s",
-                        step=screen.value,
+                        screen.value,
                     )
                 progress_at = now
             elif screen is Screen.IN_CALL:
-                self._in_call, self._joined_at = True, now
+                self._inside, self._joined_at = True, now
                 on_state(CallState.IN_CALL)
                 await self._join_computer_audio()
                 return
@@ -149,11 +136,10 @@ class ZoomPlatform(Platform):
                 if await self._click_css("cookie_accept", snap):
                     progress_at = now
             elif screen is Screen.PERMISSION:
-                # Zoom asks twice (camera and microphone, then microphone only); more means it is looping.
                 permission_clicks += 1
-                if permission_clicks > 6:
-                    raise JoinFailure(
-                        FailureCode.UI_CHANGED, "Zoom keeps asking for permissions", step="permission"
+                if permission_clicks > _MAX_PERMISSION_CLICKS:
+                    await self._fail(
+                        FailureCode.UI_CHANGED, "Zoom keeps asking for permissions", "permission"
                     )
                 key = "permission_allow" if snap.buttons.get("permission_allow") else "permission_skip"
                 if await self._click_button(key, snap):
@@ -166,35 +152,32 @@ class ZoomPlatform(Platform):
                 if acted:
                     typing_attempts += 1
                     progress_at = now
-                    if typing_attempts > 6:
-                        raise JoinFailure(
-                            FailureCode.UI_CHANGED, "the name or passcode field does not keep what is typed"
+                    if typing_attempts > _MAX_TYPING:
+                        await self._fail(
+                            FailureCode.UI_CHANGED,
+                            "the name or passcode field does not keep what is typed",
+                            screen.value,
                         )
                 elif snap.join_enabled and now - last_join_click >= 2.0:
                     last_join_click = now
                     await self._click_css("join_button", snap)
             if now - progress_at >= policy.ui_timeout_s:
-                raise JoinFailure(
-                    FailureCode.UI_CHANGED,
-                    f"stuck on the {screen.value!r} screen for {policy.ui_timeout_s:g} s "
-                    f"(page title {snap.title!r}); Zoom's page may have changed",
-                    step=screen.value,
-                )
+                await self._fail_stuck(screen.value, snap.title, policy)
             await asyncio.sleep(self.poll_s)
 
     async def _fill_preview(self, display_name: str, snap: Snapshot) -> bool:
         """Types what is missing (passcode, name) or ticks the terms; True when it did something."""
         if snap.visible.get("passcode_input") and not snap.passcode_value:
             if not self.meeting.passcode:
-                raise JoinFailure(
+                await self._fail(
                     FailureCode.PASSCODE_WRONG,
                     "Zoom asks for a passcode and the link has none: use the invite link with ?pwd=",
-                    step="passcode",
+                    "passcode",
                 )
-            await self._type("passcode_input", self.meeting.passcode, snap)
+            await self._type_into("passcode_input", self.meeting.passcode, snap)
             return True
         if snap.visible.get("name_input") and snap.name_value != display_name:
-            await self._type("name_input", display_name, snap)
+            await self._type_into("name_input", display_name, snap)
             return True
         if snap.visible.get("terms_agree") and not snap.terms_agreed:
             # Ticked once: clicking a ticked checkbox again would untick it.
@@ -212,10 +195,10 @@ class ZoomPlatform(Platform):
             if snap.buttons.get("computer_audio"):
                 await self._click_button("computer_audio", snap)
             elif label == "join audio":
-                await self._wake_footer()
+                await self._wake_controls()
                 await self._click_css("audio_button", snap)
             elif label == "unmute" and not unmuted:
-                await self._wake_footer()
+                await self._wake_controls()
                 unmuted = await self._click_css("audio_button", snap)
             elif label == "mute":
                 return
@@ -226,61 +209,15 @@ class ZoomPlatform(Platform):
 
     # ---- in the call ---------------------------------------------------------------------------------
 
-    async def wait_for_end(self, policy: CallPolicy) -> EndReason:
-        started = self._joined_at if self._joined_at is not None else self._now()
-        alone_since: float | None = None
-        pending: Screen | None = None  # an end screen must be seen twice in a row
-        while True:
-            snap = await self._snapshot()
-            screen = classify(snap)
-            now = self._now()
-            if screen in _ENDS:
-                if pending is screen:
-                    self._in_call = False
-                    log.info("zoom: call over: %s", screen.value)
-                    return _ENDS[screen]
-                pending = screen
-            else:
-                pending = None
-            if snap.buttons.get("computer_audio"):  # the dialog can come late
-                await self._click_button("computer_audio", snap)
-            # Unknown count (selectors gone) is not "alone": leaving a live meeting is the worse mistake.
-            if snap.participants is not None and snap.participants <= 1:
-                alone_since = alone_since if alone_since is not None else now
-                if now - alone_since >= policy.alone_after_s:
-                    return EndReason.ALONE
-            else:
-                alone_since = None
-            if now - started >= policy.max_duration_s:
-                return EndReason.MAX_DURATION
-            await asyncio.sleep(max(self.poll_s, 0.5))
+    async def _read_call(self) -> CallReading:
+        snap = await self._snapshot()
+        if snap.buttons.get("computer_audio"):  # the dialog can come late
+            await self._click_button("computer_audio", snap)
+        return CallReading(_ENDS.get(classify(snap)), snap.participants)
 
-    async def leave(self) -> None:
-        """Leave, then confirm "Leave Meeting"; fall back to closing the client. Idempotent."""
-        if self._left or self.page.is_closed():
-            return
-        self._left = True
-        try:
-            if self._in_call:
-                await self._leave_by_buttons()
-        except PlaywrightError as e:
-            log.info("zoom: leave by buttons failed (%s); closing the client instead", e)
-        finally:
-            self._in_call = False
-            if not self.page.is_closed():
-                try:
-                    await self.page.goto("about:blank", timeout=5000)
-                except PlaywrightError as e:
-                    log.info("zoom: could not close the client page: %s", e)
-
-    async def _wake_footer(self) -> None:
-        """The footer auto-hides; moving the pointer over the page brings it back."""
-        size = self.page.viewport_size or {"width": 1280, "height": 720}
-        await self.page.mouse.move(size["width"] / 2, size["height"] / 2)
-        await self.page.mouse.move(size["width"] / 2, size["height"] - 40)
-
-    async def _leave_by_buttons(self) -> None:
-        await self._wake_footer()
+    async def _leave_in_page(self) -> None:
+        """Leave, then confirm "Leave Meeting"."""
+        await self._wake_controls()
         snap = await self._snapshot()
         if classify(snap) in _ENDS or not await self._click_css("leave_button", snap, wait=True):
             return
@@ -297,26 +234,14 @@ class ZoomPlatform(Platform):
 
     # ---- page access ---------------------------------------------------------------------------------
 
-    async def _goto(self, url: str) -> None:
-        try:
-            await self.page.goto(url, wait_until="domcontentloaded", timeout=30000)
-        except PlaywrightError as e:
-            raise JoinFailure(FailureCode.UI_CHANGED, f"could not open Zoom: {e}", step="open") from e
-
     async def _snapshot(self) -> Snapshot:
         """One reading of the main frame and, when present, the client's `iframe#webclient`."""
         frames: list[Frame] = [self.page.main_frame]
         snap = Snapshot()
-        args = [self._selectors, BUTTONS, TEXTS]
         index = 0
         while index < len(frames):
-            try:
-                raw = await frames[index].evaluate(SNAPSHOT_JS, args)
-            except PlaywrightError:
-                if self.page.is_closed():
-                    raise
-                raw = {}  # mid-navigation: the next tick reads the new page
-            snap.merge(raw if isinstance(raw, dict) else {}, index)
+            raw = await self._evaluate(frames[index], SNAPSHOT_JS, [SNAPSHOT_SELECTORS, BUTTONS, TEXTS])
+            snap.merge(raw, index)
             if index == 0 and raw.get("webclientFrame"):
                 client = await self._client_frame()
                 if client is not None:
@@ -336,39 +261,11 @@ class ZoomPlatform(Platform):
         index = snap.frame_of.get(key, 0)
         return self._frames[index] if index < len(self._frames) else self.page.main_frame
 
-    async def _click(self, target: Locator, wait: bool) -> bool:
-        try:
-            if not wait and not await target.is_visible():
-                return False
-            try:
-                await target.click(timeout=_CLICK_TIMEOUT_MS)
-            except PlaywrightError:
-                # An overlay can swallow pointer clicks; a focused button still takes Enter.
-                await target.focus(timeout=_CLICK_TIMEOUT_MS)
-                await target.press("Enter", timeout=_CLICK_TIMEOUT_MS)
-            return True
-        except PlaywrightError as e:
-            log.info("zoom: click failed: %s", e)
-            return False
-
     async def _click_css(self, key: str, snap: Snapshot, wait: bool = False) -> bool:
-        frame = self._frame(key, snap)
-        target = frame.locator(", ".join(SELECTORS[key])).filter(visible=True).first
-        return await self._click(target, wait)
+        return await self._click(self._css(self._frame(key, snap), SELECTORS[key]), wait)
 
     async def _click_button(self, key: str, snap: Snapshot) -> bool:
-        frame = self._frame(f"button:{key}", snap)
-        target = (
-            frame.locator("button, a, [role=button]")
-            .filter(has_text=exact_text(BUTTONS[key]), visible=True)
-            .first
-        )
-        return await self._click(target, wait=False)
+        return await self._click(self._button(self._frame(f"button:{key}", snap), BUTTONS[key]))
 
-    async def _type(self, key: str, text: str, snap: Snapshot) -> None:
-        """Types with real key events: Zoom keeps Join disabled when a value is set by script."""
-        field = self._frame(key, snap).locator(", ".join(SELECTORS[key])).filter(visible=True).first
-        await field.click(timeout=_CLICK_TIMEOUT_MS)
-        await field.press("ControlOrMeta+a")
-        await field.press("Backspace")
-        await field.press_sequentially(text, delay=15)
+    async def _type_into(self, key: str, text: str, snap: Snapshot) -> None:
+        await self._type(self._css(self._frame(key, snap), SELECTORS[key]), text)

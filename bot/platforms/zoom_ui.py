@@ -8,9 +8,10 @@ the terminal failures first so a wall or captcha is never mistaken for progress.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
+
+from bot.platforms.ui import PageSnapshot, page_script, signal_selectors
 
 # CSS selectors, several candidates each.
 SELECTORS: dict[str, tuple[str, ...]] = {
@@ -38,7 +39,7 @@ SELECTORS: dict[str, tuple[str, ...]] = {
     "end_modal": (".zm-modal .zm-modal-body-title", 'div[aria-label="Meeting is end now"]'),
 }
 
-# Buttons and links, matched on their whole visible text (case-insensitive).
+# Buttons and links, matched on their whole visible text (folded: see `ui.fold`).
 BUTTONS: dict[str, tuple[str, ...]] = {
     "launch_browser": ("Join from browser", "Join from your browser", "join from your browser"),
     "permission_allow": ("Allow",),
@@ -48,7 +49,7 @@ BUTTONS: dict[str, tuple[str, ...]] = {
     "end_ok": ("OK",),
 }
 
-# Texts anywhere in the page (substring, case-insensitive, typographic apostrophes folded).
+# Texts anywhere in the page (substring, folded).
 TEXTS: dict[str, tuple[str, ...]] = {
     "bot_wall": ("We detected you may be a bot", "Automated bots aren't allowed"),
     "captcha": ("Type the characters you see", "Please complete the captcha"),
@@ -74,50 +75,23 @@ TEXTS: dict[str, tuple[str, ...]] = {
     "permission": ("allow zoom to use your", "use your microphone and camera", "use your microphone"),
 }
 
-ERROR_TITLE = "Error - Zoom"
+SNAPSHOT_SELECTORS = signal_selectors(SELECTORS)
 
-
-def snapshot_selectors() -> dict[str, tuple[str, ...]]:
-    """`SELECTORS` plus one key per in-call signal, so the snapshot can count distinct signals."""
-    return {**SELECTORS, **{f"in_call:{s}": (s,) for s in SELECTORS["in_call"]}}
-
-
-# Reads every selector, button and text above in one frame; returns plain JSON.
-SNAPSHOT_JS = """
-([sel, buttons, texts]) => {
-  const fold = (s) => (s || "").replace(/[\\u2018\\u2019]/g, "'").replace(/\\s+/g, " ").trim().toLowerCase();
-  // "rendered": laid out (an auto-hidden footer still is); "shown": also not visibility:hidden.
-  const rendered = (el) => !!el && el.getClientRects().length > 0;
-  const shown = (el) => rendered(el) && getComputedStyle(el).visibility !== "hidden";
-  const body = fold(document.body ? document.body.innerText : "");
-  const out = {title: document.title, url: location.href, present: {}, visible: {}, buttons: {}, texts: [],
-               joinEnabled: false, nameValue: null, passcodeValue: null, termsAgreed: null,
-               participants: null, audioLabel: null,
-               webclientFrame: !!document.querySelector("iframe#webclient")};
-  for (const [key, list] of Object.entries(sel)) {
-    const els = list.flatMap((s) => Array.from(document.querySelectorAll(s)));
-    out.present[key] = els.filter(rendered).length;
-    out.visible[key] = els.some(shown);
-  }
-  const clickable = Array.from(document.querySelectorAll("button, a, [role=button]")).filter(shown);
-  for (const [key, list] of Object.entries(buttons)) {
-    const want = list.map(fold);
-    out.buttons[key] = clickable.some((el) => want.includes(fold(el.innerText || el.textContent)));
-  }
-  for (const [key, list] of Object.entries(texts)) {
-    if (list.some((t) => body.includes(fold(t)))) out.texts.push(key);
-  }
-  const first = (key) => sel[key].map((s) => document.querySelector(s)).find((el) => shown(el)) || null;
+# Zoom's own readings, added to the common page script (`ui.page_script`); run in each frame.
+SNAPSHOT_JS = page_script(
+    """
+  out.webclientFrame = !!document.querySelector("iframe#webclient");
   const join = first("join_button");
-  if (join) out.joinEnabled = !join.disabled && !join.classList.contains("disabled")
+  out.joinEnabled = !!join && !join.disabled && !join.classList.contains("disabled")
     && join.getAttribute("aria-disabled") !== "true";
   const name = first("name_input");
-  if (name) out.nameValue = name.value;
+  out.nameValue = name ? name.value : null;
   const pwd = first("passcode_input");
-  if (pwd) out.passcodeValue = pwd.value;
+  out.passcodeValue = pwd ? pwd.value : null;
   // The terms are a checkbox that stays on screen once ticked (a disclaimer button goes away instead).
   const terms = first("terms_agree");
-  if (terms) out.termsAgreed = terms.type === "checkbox" ? terms.checked : false;
+  out.termsAgreed = terms ? (terms.type === "checkbox" ? terms.checked : false) : null;
+  out.participants = null;
   for (const s of sel.participants) {
     const el = document.querySelector(s);
     if (!el) continue;
@@ -125,10 +99,9 @@ SNAPSHOT_JS = """
     if (m) { out.participants = parseInt(m[0], 10); break; }
   }
   const audio = sel.audio_button.map((s) => document.querySelector(s)).find((el) => el) || null;
-  if (audio) out.audioLabel = audio.getAttribute("aria-label") || fold(audio.innerText);
-  return out;
-}
+  out.audioLabel = audio ? (audio.getAttribute("aria-label") || fold(audio.innerText)) : null;
 """
+)
 
 
 class Screen(StrEnum):
@@ -155,40 +128,19 @@ class Screen(StrEnum):
 
 
 @dataclass
-class Snapshot:
-    """The merged reading of the page's frames; `frame_of` says which frame showed each key."""
+class Snapshot(PageSnapshot):
+    """The merged reading of the page's frames (the client may run inside `iframe#webclient`)."""
 
-    title: str = ""
-    url: str = ""
-    present: dict[str, int] = field(default_factory=dict)
-    visible: dict[str, bool] = field(default_factory=dict)
-    buttons: dict[str, bool] = field(default_factory=dict)
-    texts: set[str] = field(default_factory=set)
     join_enabled: bool = False
     name_value: str | None = None
     passcode_value: str | None = None
     terms_agreed: bool | None = None  # None: no terms shown
     participants: int | None = None
     audio_label: str | None = None
-    frame_of: dict[str, int] = field(default_factory=dict)
 
     def merge(self, raw: dict[str, object], frame: int) -> None:
-        """Fold one frame's `SNAPSHOT_JS` result into this one (first frame wins for values)."""
-        self.title = self.title or str(raw.get("title", ""))
-        self.url = self.url or str(raw.get("url", ""))
-        for key, count in _dict(raw.get("present")).items():
-            self.present[key] = self.present.get(key, 0) + int(count)  # type: ignore[call-overload]
-        for key, seen in _dict(raw.get("visible")).items():
-            if seen:  # actions go to the first frame where the element is visible
-                self.visible[key] = True
-                self.frame_of.setdefault(key, frame)
-        for key, seen in _dict(raw.get("buttons")).items():
-            if seen:
-                self.buttons[key] = True
-                self.frame_of.setdefault(f"button:{key}", frame)
-        texts = raw.get("texts")
-        if isinstance(texts, list):
-            self.texts.update(str(t) for t in texts)
+        """Folds one frame's reading in; for values the first frame that has one wins."""
+        super().merge(raw, frame)
         if raw.get("nameValue") is not None and self.name_value is None:
             self.name_value = str(raw["nameValue"])
             self.join_enabled = bool(raw.get("joinEnabled"))
@@ -198,18 +150,15 @@ class Snapshot:
             self.passcode_value = str(raw["passcodeValue"])
         if raw.get("termsAgreed") is not None and self.terms_agreed is None:
             self.terms_agreed = bool(raw["termsAgreed"])
-        if isinstance(raw.get("participants"), int) and self.participants is None:
-            self.participants = int(raw["participants"])  # type: ignore[call-overload]
+        participants = raw.get("participants")
+        if isinstance(participants, int) and self.participants is None:
+            self.participants = participants
         if raw.get("audioLabel") is not None and self.audio_label is None:
             self.audio_label = str(raw["audioLabel"])
 
     @property
     def in_call_signals(self) -> int:
-        return sum(1 for s in SELECTORS["in_call"] if self.present.get(f"in_call:{s}", 0))
-
-
-def _dict(value: object) -> dict[str, object]:
-    return value if isinstance(value, dict) else {}
+        return self.signals("in_call")
 
 
 def classify(snap: Snapshot) -> Screen:
@@ -256,8 +205,3 @@ def classify(snap: Snapshot) -> Screen:
     if "joining" in t:
         return Screen.JOINING
     return Screen.UNKNOWN
-
-
-def exact_text(texts: tuple[str, ...]) -> re.Pattern[str]:
-    """A pattern matching an element whose whole text is one of `texts` (for Playwright's has_text)."""
-    return re.compile(r"^\s*(" + "|".join(re.escape(x) for x in texts) + r")\s*$", re.IGNORECASE)

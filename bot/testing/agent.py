@@ -7,14 +7,13 @@ agent id, 400 for a malformed body. The agent id picks the behaviour (see `agent
 Each call records what it heard and when (monotonic clock, shared by all processes on the machine):
 `GET /calls` returns the same as JSON for a stand-in running in another process.
 
-Run it: `python -m bot.testing.agent --port 8700 --key test-key` (or `meeting-bot agent-standin`).
+Run it: `meeting-bot agent-standin --port 8700 --key test-key` (or `python -m bot agent-standin …`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from bot.agent.peer import PeerOptions, new_peer_connection, set_local_description, tune_receivers
+from bot.aio import cancel_and_wait
 from bot.audio.analysis import dominant_frequency, rms_dbfs
 from bot.audio.pcm import FrameQueue, PcmFrame
 from bot.bridge.media import LevelMeter, PcmTrack, ToMono
@@ -143,9 +143,7 @@ class StandInAgent:
         if self._closed:
             return
         self._closed = True
-        for task in list(self._handlers):
-            task.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
+        await cancel_and_wait(*self._handlers)
         for call in list(self._live):
             await self._end(call)
         if self._runner is not None:
@@ -242,8 +240,7 @@ class StandInAgent:
             answer = await pc.createAnswer()
             sdp = await set_local_description(pc, answer, self.peer_options)
         except BaseException:
-            for task in call.tasks:
-                task.cancel()
+            await cancel_and_wait(*call.tasks)
             await pc.close()
             raise
         self.calls.append(record)
@@ -291,11 +288,8 @@ class StandInAgent:
         if call in self._live:
             self._live.remove(call)
         current = asyncio.current_task()
-        for task in call.tasks:
-            if task is not current:
-                task.cancel()
+        await cancel_and_wait(*(t for t in call.tasks if t is not current))
         await call.pc.close()
-        await asyncio.gather(*(t for t in call.tasks if t is not current), return_exceptions=True)
         call.record.ended_at = call.record.ended_at or time.monotonic()
 
 
@@ -328,19 +322,3 @@ async def serve(args: argparse.Namespace) -> int:
         await agent.close()
         print(json.dumps([c.summary() for c in agent.calls]), flush=True)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    from bot.commands.agent_standin import add_arguments
-
-    parser = argparse.ArgumentParser(prog="python -m bot.testing.agent", description=__doc__.split("\n")[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(serve(args))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from bot.procs import descendants
-
-_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+from bot.procs import CLOCK_TICKS_PER_S, descendants, pss_kb, read_stat
 
 
 def process_tree(root: int) -> set[int]:
@@ -24,11 +20,10 @@ def cpu_seconds(pids: Iterable[int]) -> float:
     ticks = 0
     for pid in pids:
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += read_stat(pid).cpu_ticks
         except OSError:
             continue
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / _TICKS_PER_S
+    return ticks / CLOCK_TICKS_PER_S
 
 
 def pss_mb(pids: Iterable[int]) -> float:
@@ -36,12 +31,9 @@ def pss_mb(pids: Iterable[int]) -> float:
     total_kb = 0
     for pid in pids:
         try:
-            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            total_kb += pss_kb(pid)
         except OSError:
             continue
-        for line in text.splitlines():
-            if line.startswith("Pss:"):
-                total_kb += int(line.split()[1])
     return total_kb / 1024
 
 
@@ -49,12 +41,10 @@ def _cpu_by_pid(pids: Iterable[int]) -> dict[int, tuple[str, float]]:
     found = {}
     for pid in pids:
         try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
+            stat = read_stat(pid)
         except OSError:
             continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat.rsplit(")", 1)[1].split()
-        found[pid] = (name, (int(fields[11]) + int(fields[12])) / _TICKS_PER_S)
+        found[pid] = (stat.name, stat.cpu_ticks / CLOCK_TICKS_PER_S)
     return found
 
 

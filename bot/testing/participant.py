@@ -48,7 +48,8 @@ class Participant:
         self.name = name
         self.host = host
         self.passcode = passcode
-        self._settings = settings
+        # The simulated person needs no X display (hosts pass the replicas' entry checks): headless.
+        self._settings = settings if settings is not None else BrowserSection(display="headless")
         self.join_result = ""
         self._devices: AudioDevices | None = None
         self._browser: BotBrowser | None = None

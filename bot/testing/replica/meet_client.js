@@ -7,7 +7,7 @@
   const cfg = JSON.parse(document.getElementById("meet-config").textContent);
   const $ = (s) => document.querySelector(s);
   const show = (el, on = true) => { el.hidden = !on; };
-  const screens = ["#getting-ready", "#prejoin", "#call", "#notice"];
+  const screens = ["#getting-ready", "#prejoin", "#unknown-screen", "#call", "#notice"];
   const only = (sel) => screens.forEach((s) => show($(s), s === sel));
   const panel = (sel) => ["#join-panel", "#lobby-panel", "#host-wait-panel"].forEach((s) => show($(s), s === sel));
 
@@ -78,14 +78,30 @@
     });
   }
 
+  // A card that is not a dialog, on a scrim that takes every click meant for the page until dismissed.
+  function banner(text, button) {
+    $("#banner-text").textContent = text;
+    $("#banner-button").textContent = button;
+    show($("#banner"));
+    show($("#banner-scrim"));
+    return new Promise((done) => {
+      $("#banner-button").onclick = () => { show($("#banner"), false); show($("#banner-scrim"), false); done(); };
+    });
+  }
+  const bannerAt = (where) => cfg.banner === where || cfg.banner === "both";
+
   function prejoin() {
     only("#prejoin");
     panel("#join-panel");
+    $("#lobby-text").textContent = cfg.lobbyText;
+    show($("#lobby-detail"), cfg.lobbyDetail);
+    show($("#mystery-overlay"), cfg.mysteryOverlay);
     const others = cfg.inCall;
     $("#in-call-names").textContent = others.length === 0 ? "No one else is here"
       : others.length === 1 ? `${others[0]} is in this call` : `${others.join(", ")} are in this call`;
     // Meet offers "Join now" when the guest may enter directly, "Ask to join" when someone must admit.
     join.querySelector("span").textContent = cfg.askToJoin ? "Ask to join" : "Join now";
+    if (cfg.account) signedIn(cfg.account);
     const update = () => {
       join.disabled = name.value.trim() === "";
       $(".self-name").textContent = name.value;
@@ -95,12 +111,26 @@
     join.addEventListener("click", askToJoin);
   }
 
+  // Signed in (the replica's SID cookie): no name field, the account's name; "Join now" when the account
+  // may enter without asking, "Switch here" when it is already in the call on another device.
+  function signedIn(account) {
+    $(".name-row").hidden = true;
+    name.value = account.name;
+    const who = document.createElement("div");
+    who.className = "account";
+    who.textContent = `${account.name} (${account.email})`;
+    $("#join-panel").insertBefore(who, $(".name-row"));
+    join.querySelector("span").textContent = account.inCall ? "Switch here" : account.admitted ? "Join now"
+      : cfg.askToJoin ? "Ask to join" : "Join now";
+  }
+
   async function askToJoin() {
     if (join.disabled || stage !== "prejoin") return;
     stage = "joining";
     join.disabled = true;
     name.disabled = true;
     $("#join-error").textContent = "";
+    if (cfg.unknownScreen) { only("#unknown-screen"); return; }
     const reply = await ReplicaRoom.join(cfg.code, { name: name.value.trim(), passcode: "", platform: "meet" }, onServer);
     room = reply.room || null;
     switch (reply.result) {
@@ -108,8 +138,14 @@
       case "waiting": lobby(); return;
       case "host_absent": stage = "host_wait"; panel("#host-wait-panel"); $("#lobby-leave").hidden = false; return;
       case "blocked":
-        notice("You can’t join this video call", "Return to the home screen to try again.", null);
+        notice(cfg.blockedText, "Return to the home screen to try again.", null);
         return;
+      case "captcha": {
+        const frame = $("#recaptcha");
+        frame.src = frame.dataset.src;
+        show($("#captcha-panel"));
+        return;
+      }
       case "not_found": location.reload(); return; // the server now renders "Check your meeting code"
       case "sign_in": location.reload(); return;   // ... or the sign-in page
       default:
@@ -131,14 +167,20 @@
   function onServer(msg) {
     if (stage === "out") return;
     if (msg.type === "admitted") inCall();
+    else if (msg.type === "blocked") notice(cfg.blockedText, "Return to the home screen to try again.", null);
     else if (msg.type === "host_joined") { if (stage === "host_wait") lobby(); }
     else if (msg.type === "participants") setPeople(msg.count, msg.names || []);
     else if (msg.type === "denied") {
-      notice("You can’t join this call", "Someone in the call denied your request to join", "Ask to join again");
+      // Meet now often just shows the page it shows after leaving.
+      if (cfg.denial === "left") notice("You left the meeting", "", "Rejoin");
+      else notice("You can’t join this call", "Someone in the call denied your request to join", "Ask to join again");
     } else if (msg.type === "lobby_timeout") {
       notice("You can’t join this call", "No one responded to your request to join the call", "Ask to join again");
     } else if (msg.type === "removed") notice("You’ve been removed from the meeting", "", "Rejoin");
-    else if (msg.type === "ended") notice(cfg.endNotice, "", null);
+    else if (msg.type === "ended") {
+      if (cfg.endNavigatesTo) navigateAway(cfg.endNavigatesTo);
+      else notice(cfg.endNotice, "", null);
+    }
   }
 
   function inCall() {
@@ -149,6 +191,9 @@
     only("#call");
     controlsAutoHide();
     renderPeople();
+    if (bannerAt("call")) {
+      setTimeout(() => { if (stage === "call") banner("Your meeting is safe. No one can join unless invited or admitted by the host.", "Got it"); }, 300);
+    }
     if (cfg.recordingNotice) {
       // Media starts only once the guest consents, as Meet's recording notice requires.
       dialog("#recording-dialog", { "#recording-join": true, "#recording-leave": false }).then((ok) => {
@@ -170,9 +215,28 @@
     renderPeople();
   }
 
+  // Where the count shows depends on the client version (cfg.people).
+  function setupPeople() {
+    const button = $("#people");
+    if (cfg.people === "label") {
+      button.removeAttribute("aria-haspopup");
+      $("#people-count").remove();
+    } else if (cfg.people === "avatars" || cfg.people === "tiles") {
+      button.remove();
+    }
+  }
+
   function renderPeople() {
     const me = name.value.trim();
-    $("#people-count").textContent = stage === "call" ? String(people.count) : "";
+    const count = stage === "call" ? String(people.count) : "";
+    if (cfg.people === "button") $("#people-count").textContent = count;
+    if (cfg.people === "label" && $("#people")) $("#people").setAttribute("aria-label", count ? `People - ${count}` : "People");
+    const avatars = $("#avatars");
+    if (cfg.people === "avatars" && stage === "call") {
+      show(avatars);
+      avatars.dataset.avatarCount = count;
+      avatars.querySelector(".avatars-more").textContent = count;
+    }
     const tiles = $("#tiles");
     tiles.replaceChildren();
     const list = $("#people-list");
@@ -198,15 +262,18 @@
   }
 
   $("#people").addEventListener("click", () => show($("#people-panel"), $("#people-panel").hidden));
+  setupPeople();
 
   // The control bar hides after a few seconds without pointer movement, as Meet's does.
   function controlsAutoHide() {
     const bar = $("#controls");
+    // "remove": the hidden bar leaves the layout (and its buttons and count with it); "fade": it stays.
+    const hidden = cfg.controlsHide === "remove" ? "autohidden-remove" : "autohidden";
     let timer = null;
     const wake = () => {
-      bar.classList.remove("autohidden");
+      bar.classList.remove(hidden);
       clearTimeout(timer);
-      timer = setTimeout(() => bar.classList.add("autohidden"), cfg.controlsHideMs);
+      timer = setTimeout(() => bar.classList.add(hidden), cfg.controlsHideMs);
     };
     document.addEventListener("mousemove", wake);
     document.addEventListener("click", wake);
@@ -221,10 +288,17 @@
   $("#call-leave").addEventListener("click", leaveCall);
   $("#lobby-leave").addEventListener("click", leaveCall);
 
+  // The call ends by the page going elsewhere, with no end text.
+  function navigateAway(url) {
+    stage = "out";
+    if (room) room.close();
+    location.href = url;
+  }
+
   function notice(title, text, again) {
     stage = "out";
     if (room) room.close();
-    for (const d of document.querySelectorAll("[role=dialog], #scrim")) show(d, false);
+    for (const d of document.querySelectorAll("[role=dialog], #scrim, #banner, #banner-scrim")) show(d, false);
     history.replaceState(null, "", "/" + cfg.code);
     document.title = "Meet";
     $("#notice-title").textContent = title;
@@ -252,6 +326,7 @@
       await Promise.all([ready, openMic()]);
     }
     prejoin();
-    if (cfg.signInModal) await dialog("#signin-modal", { "#signin-got-it": true });
+    if (cfg.signInModal && !cfg.account) await dialog("#signin-modal", { "#signin-got-it": true });
+    if (bannerAt("prejoin")) await banner("You can now present and use Companion mode from here.", "Dismiss");
   })();
 })();

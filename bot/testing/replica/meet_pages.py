@@ -14,6 +14,7 @@ Meet varies by account, profile or version are `MeetClientOptions`, per meeting.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import re
@@ -23,16 +24,36 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from bot.testing.replica.server import drop_connection
+
 if TYPE_CHECKING:
     from bot.testing.replica.server import ReplicaServer
 
-__all__ = ["CALL_ENDED", "HOST_ENDED", "MeetClientOptions", "MeetPages", "create_pages"]
+__all__ = [
+    "BLOCKED_CALL",
+    "BLOCKED_MEETING",
+    "CALL_ENDED",
+    "HOST_ENDED",
+    "LOBBY_ASKING",
+    "LOBBY_WAITING_HOST",
+    "MeetClientOptions",
+    "MeetPages",
+    "create_pages",
+]
 
 _HERE = Path(__file__).parent
 _ASSETS = {"meet_client.js": "application/javascript", "meet.css": "text/css"}
 _CODE = r"{code:[a-z]{3}-[a-z]{4}-[a-z]{3}}"
 HOST_ENDED = "Your host ended the meeting for everyone"
 CALL_ENDED = "The call ended"
+# Meet's two wordings of refusing a guest (both are `blocked`).
+BLOCKED_CALL = "You can\u2019t join this video call"
+BLOCKED_MEETING = "You can\u2019t join this meeting"
+# Two lobby texts.
+LOBBY_ASKING = "Asking to be let in\u2026"
+LOBBY_WAITING_HOST = "Waiting for the host to let you in"
+_PEOPLE = ("button", "label", "avatars", "tiles")
+_BANNERS = ("", "prejoin", "call", "both")
 
 
 @dataclass
@@ -54,6 +75,36 @@ class MeetClientOptions:
     # ~19 dB in 2.5 s, so tone tests turn them off (speech passes either way).
     audio_processing: bool = False
     end_notice: str = HOST_ENDED  # what Room.end() shows: HOST_ENDED or CALL_ENDED
+    # ---- variants of the 2026 pages (issue 11); the defaults are the commonest form ----
+    # "fade": the hidden bar stays laid out (opacity 0, visibility hidden); "remove": it leaves the layout,
+    # and with it the call-only buttons and the People count, until the pointer moves.
+    controls_hide: str = "remove"
+    blocked_text: str = BLOCKED_CALL
+    # How a denial shows: "notice" ("Someone in the call denied your request to join") or "left" (the page
+    # turns to "You left the meeting" with "Return to home screen", as Meet shows it now).
+    denial: str = "notice"
+    lobby_text: str = LOBBY_ASKING  # LOBBY_WAITING_HOST shows that line alone
+    # Where the participant count is: "button" (a People button with aria-haspopup and a badge), "label"
+    # (a button labelled "People - N", no aria-haspopup), "avatars" (only `[data-avatar-count]`, no People
+    # button) or "tiles" (no count anywhere: only the participant tiles).
+    people: str = "button"
+    end_navigates_to: str = ""  # the host ends the call: the page goes here (e.g. "/") with no end text
+    # "Got it"/"Dismiss" cards outside any [role=dialog], on a scrim that takes the clicks meant for the
+    # page: before joining ("prejoin"), after admission over "Leave call" ("call"), or "both".
+    banner: str = ""
+    mystery_overlay: bool = False  # an unknown, undismissable layer over the pre-join page
+    # After "Ask to join": a screen the bot does not know ("Verify it's you", buttons that lead nowhere).
+    unknown_screen: bool = False
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (
+            ("controls_hide", self.controls_hide, ("fade", "remove")),
+            ("denial", self.denial, ("notice", "left")),
+            ("people", self.people, _PEOPLE),
+            ("banner", self.banner, _BANNERS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
 
 
 @dataclass
@@ -69,6 +120,11 @@ class MeetPages:
     def options_for(self, code: str) -> MeetClientOptions:
         return self.options.get(code, self.default_options)
 
+    def configure(self, code: str, **fields: Any) -> MeetClientOptions:
+        """Changes some client options of one meeting (the control API's `options` action)."""
+        self.options[code] = dataclasses.replace(self.options_for(code), **fields)
+        return self.options[code]
+
     def routes(self, server: ReplicaServer) -> list[web.AbstractRouteDef]:
         async def client(request: web.Request) -> web.Response:
             code = request.match_info["code"]
@@ -76,6 +132,8 @@ class MeetPages:
                 query = "hs=122&authuser=0" + (f"&{request.query_string}" if request.query_string else "")
                 raise web.HTTPFound(f"/{code}?{query}")
             room = server.room("meet", code)
+            if room.drop_page_load():
+                drop_connection(request)
             if not room.config.exists:
                 return _html(_read("meet_notfound.html"))
             if room.config.sign_in_required:
@@ -84,7 +142,16 @@ class MeetPages:
             options = self.options_for(code)
             in_call = [p.name for p in room.in_call()]
             no_audio = self.loads[code] <= options.no_audio_loads
-            return _html(_client_page(code, options, room.config.lobby, in_call, no_audio))
+            account = server.accounts.of_request(request)
+            signed_in = None
+            if account is not None:
+                signed_in = {
+                    "name": account.name,
+                    "email": account.email,
+                    "inCall": account.email in room.in_call_accounts(),
+                    "admitted": room.config.admit_signed_in,
+                }
+            return _html(_client_page(code, options, room.config.lobby, in_call, no_audio, signed_in))
 
         async def landing(request: web.Request) -> web.Response:
             return _html(_read("meet_landing.html"))
@@ -111,12 +178,18 @@ _NO_CACHE = {"Cache-Control": "no-store"}
 
 
 def _client_page(
-    code: str, options: MeetClientOptions, lobby: bool, in_call: list[str], no_audio: bool
+    code: str,
+    options: MeetClientOptions,
+    lobby: bool,
+    in_call: list[str],
+    no_audio: bool,
+    account: dict[str, Any] | None = None,
 ) -> str:
     """The client with its configuration inlined as JSON (the client reads it before anything else)."""
     cfg: dict[str, Any] = {
         "code": code,
         "askToJoin": lobby,
+        "account": account,  # signed in (the replica's SID cookie): {name, email, inCall, admitted}
         "inCall": in_call,
         "gettingReadyMs": options.getting_ready_ms,
         "permissionDialog": options.permission_dialog,
@@ -127,6 +200,16 @@ def _client_page(
         "controlsHideMs": options.controls_hide_ms,
         "audioProcessing": options.audio_processing,
         "endNotice": options.end_notice,
+        "controlsHide": options.controls_hide,
+        "blockedText": options.blocked_text,
+        "denial": options.denial,
+        "lobbyText": options.lobby_text,
+        "lobbyDetail": options.lobby_text == LOBBY_ASKING,  # the other lobby form has no detail line
+        "people": options.people,
+        "endNavigatesTo": options.end_navigates_to,
+        "banner": options.banner,
+        "mysteryOverlay": options.mystery_overlay,
+        "unknownScreen": options.unknown_screen,
     }
     audio = "" if no_audio else "\n".join(["<audio autoplay></audio>"] * options.audio_elements)
     # "</" inside a <script> block would end it early: escape it in the JSON.

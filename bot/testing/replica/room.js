@@ -7,7 +7,8 @@
 //           "not_found" | "host_absent"; room is null when the page was turned away.
 //   await room.startAudio(micStream | null, {audioElements: "body" | "detached", onTrack(track, pid)});
 //   room.setMic(stream | null); room.close();
-//   onServer({type: "admitted" | "denied" | "lobby_timeout" | "removed" | "ended" | "host_joined" |
+//   onServer({type: "admitted" | "blocked" | "denied" | "lobby_timeout" | "removed" | "ended" |
+//             "host_joined" |
 //             "participants" | "disconnected", count, names})
 "use strict";
 
@@ -180,6 +181,8 @@
             name: opts.name || "",
             passcode: opts.passcode || "",
             host: !!opts.host,
+            // What the platform's entry check saw (entry_check.js, on the Meet and Zoom clients).
+            entry: window.ReplicaEntryCheck ? window.ReplicaEntryCheck.report() : null,
           }),
         );
       ws.onmessage = (ev) => {

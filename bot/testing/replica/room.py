@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bot.aio import cancel_and_wait
+
 log = logging.getLogger(__name__)
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -53,6 +55,20 @@ class RoomConfig:
     exists: bool = True  # False: the meeting is not found
     host_present: bool = True  # Zoom: the host has started the meeting
     lobby_timeout_s: float = 600.0
+    # With bot_wall: the wall turns the guest away on this many joins, then lets it in (0: always), as a
+    # reload often clears Zoom's wall.
+    bot_wall_clears_after: int = 0
+    # While set, every load of the meeting's page gets its connection closed without an answer: the
+    # browser shows its own network error page (as when the network or the platform is unreachable).
+    network_down: bool = False
+    # The platform's entry checks on guests (entry_check.js; on in the tests of issue 10, off elsewhere so
+    # other tests keep their meaning). A guest the check takes for a bot: Meet lets it ask to join and
+    # drops it after `entry_drop_s` ("You can't join this video call"); Zoom shows its bot wall. Signed-in
+    # accounts are not dropped (peers: signed-in bots are rarely blocked).
+    entry_check: bool = False
+    entry_drop_s: float = 1.5
+    # Signed-in accounts enter without asking ("Join now"), as members of the host's organisation do.
+    admit_signed_in: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,6 +86,7 @@ class _Member:
     is_host: bool
     send: Send
     state: str
+    account: str = ""  # the signed-in account's email; "" for a guest
     audio: bool = False  # has called room.startAudio(): part of the audio mesh once in the call
     timer: asyncio.Task[None] | None = None
 
@@ -94,6 +111,8 @@ class Room:
         self._members: dict[str, _Member] = {}
         self._changed = asyncio.Event()
         self._closed = False
+        self._walls_shown = 0
+        self.entry_reports: list[tuple[str, dict[str, Any]]] = []  # (name, report) per join request
 
     # ---- what tests read ---------------------------------------------------------------------------
     @property
@@ -184,15 +203,43 @@ class Room:
                 await _safe_send(member, {"type": "host_joined"})
 
     # ---- what the page's WebSocket does ---------------------------------------------------------------
-    async def join(self, name: str, passcode: str, is_host: bool, send: Send) -> tuple[str, str | None]:
-        """A page asks to join. Returns (result, pid); pid is None when the page was turned away."""
+    async def join(
+        self,
+        name: str,
+        passcode: str,
+        is_host: bool,
+        send: Send,
+        entry: dict[str, Any] | None = None,
+        account: str = "",
+    ) -> tuple[str, str | None]:
+        """A page asks to join. Returns (result, pid); pid is None when the page was turned away.
+        `entry`: what the page's entry check saw (entry_check.js); `account`: a signed-in account."""
+        self.entry_reports.append((name, entry or {}))
+        bot = self._entry_refuses(entry, is_host, account)
+        if bot and self.platform == "zoom":
+            self._record("refused:bot_wall", name)
+            return BOT_WALL, None
         refused = self._refusal(passcode, is_host)
         if refused is not None:
             self._record(f"refused:{refused}", name)
             return refused, None
         pid = f"p{next(self._ids)}"
-        member = _Member(pid, name, is_host, send, state="")
+        member = _Member(pid, name, is_host, send, state="", account=account)
         self._members[pid] = member
+        if bot:
+            # Meet: the request goes out, then the guest is dropped.
+            self._set_state(member, STATE_WAITING, "waiting")
+            member.timer = asyncio.create_task(self._drop(member))
+            return WAITING, pid
+        if account and not is_host:
+            here = [m for m in self._members.values() if m.account == account and m is not member]
+            switched = [m for m in here if m.state in _PRESENT]
+            for other in switched:  # "Switch here": the account's other device leaves the call
+                await self._leave(other, STATE_LEFT, "switched_away", {"type": "removed"})
+            if switched or self.config.admit_signed_in:
+                self._set_state(member, STATE_IN_CALL, "joined_signed_in")
+                await self._broadcast_participants()
+                return ADMITTED, pid
         if is_host:
             if not self.config.host_present:
                 await self.start_host()
@@ -211,20 +258,55 @@ class Room:
         await self._broadcast_participants()
         return ADMITTED, pid
 
+    def _entry_refuses(self, entry: dict[str, Any] | None, is_host: bool, account: str) -> bool:
+        """The entry check's verdict on a guest (not host, not signed in) whose page ran the check: its
+        browser or input looks like a bot's. (Pages without the check, the simulated person's, pass.)"""
+        if not self.config.entry_check or is_host or account or entry is None:
+            return False
+        return bool(entry.get("bot"))
+
+    def in_call_accounts(self) -> set[str]:
+        """Signed-in accounts present in the call (the Meet client offers them "Switch here")."""
+        return {m.account for m in self._members.values() if m.account and m.state == STATE_IN_CALL}
+
+    async def _drop(self, member: _Member) -> None:
+        await asyncio.sleep(self.config.entry_drop_s)
+        member.timer = None  # this task is finishing: do not cancel itself in _leave
+        if member.state == STATE_WAITING:
+            await self._leave(member, STATE_LEFT, "dropped:entry_check", {"type": "blocked"})
+
     def _refusal(self, passcode: str, is_host: bool) -> str | None:
         c = self.config
         if not c.exists:
             return NOT_FOUND
         if is_host:
             return None
-        for flag, result in ((c.blocked, BLOCKED), (c.bot_wall, BOT_WALL), (c.captcha, CAPTCHA)):
-            if flag:
-                return result
+        if c.blocked:
+            return BLOCKED
+        if c.bot_wall and (c.bot_wall_clears_after <= 0 or self._walls_shown < c.bot_wall_clears_after):
+            self._walls_shown += 1
+            return BOT_WALL
+        if c.captcha:
+            return CAPTCHA
         if c.sign_in_required:
             return SIGN_IN
         if c.passcode and passcode != c.passcode:
             return PASSCODE_WRONG
         return None
+
+    def drop_page_load(self) -> bool:
+        """True when this load of the meeting's page must fail as a network error (`network_down`)."""
+        if self.config.network_down:
+            self._record("dropped_page_load", "")
+        return self.config.network_down
+
+    async def media(self, pid: str, audio: bool, video: bool) -> None:
+        """A page reports its microphone and camera state (recorded as mic_on/mic_off, video_on/video_off)."""
+        member = self._members.get(pid)
+        if member is None:
+            return
+        self._record(f"mic_{'on' if audio else 'off'}", member.name)
+        self._record(f"video_{'on' if video else 'off'}", member.name)
 
     async def start_audio(self, pid: str) -> None:
         member = self._members.get(pid)
@@ -241,6 +323,13 @@ class Room:
         if src is None or dst is None or STATE_IN_CALL not in (src.state, dst.state):
             return
         await _safe_send(dst, {"type": "signal", "from": sender, "data": data})
+
+    def goodbye(self, pid: str) -> None:
+        """The page said it is leaving (its Leave button) before closing: recorded as a "goodbye" event, so a
+        test can tell a departure from a dropped connection (both then end in state "left")."""
+        member = self._members.get(pid)
+        if member is not None:
+            self._record("goodbye", member.name)
 
     async def disconnected(self, pid: str) -> None:
         """The page left (room.close(), navigation, or the browser died)."""
@@ -330,6 +419,4 @@ async def _safe_send(member: _Member, message: dict[str, Any]) -> None:
 async def _cancel(member: _Member) -> None:
     task, member.timer = member.timer, None
     if task is not None and task is not asyncio.current_task():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)

@@ -6,7 +6,9 @@ alone), so the bot's adapters run unchanged against pages at `https://meet.googl
 
 Shared parts served on every host: `/_replica/room.js` (the browser side of a `Room`), the WebSocket
 `/_replica/ws`, the simulated participant page `/_replica/participant`, and the control API
-`/_replica/control/{platform}/{meeting_id}[/{action}]`. Platform pages (`PlatformPages`) are mounted per
+`/_replica/control/{platform}/{meeting_id}[/{action}]` (actions: `config` sets the room's `RoomConfig`
+fields, `options` the platform client's options for that meeting, the rest are a host's actions), and a
+reCAPTCHA widget at `/recaptcha/api2/anchor`. Platform pages (`PlatformPages`) are mounted per
 host; by default the server loads `bot.testing.replica.meet_pages` and `bot.testing.replica.zoom_pages`
 when they exist, each exposing `create_pages() -> PlatformPages`.
 """
@@ -36,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from bot.settings import BrowserSection
+from bot.testing.replica.accounts import Accounts
 from bot.testing.replica.room import Room, RoomConfig, RoomError
 
 log = logging.getLogger(__name__)
@@ -62,6 +65,7 @@ class ReplicaServer:
         self.port = port
         self._pages: list[PlatformPages] = []
         self._rooms: dict[tuple[str, str], Room] = {}
+        self.accounts = Accounts()  # signed-in users (the sign-in page's session cookies)
         self._sockets: set[web.WebSocketResponse] = set()
         self._runner: web.AppRunner | None = None
         self._cert = _certificate()
@@ -159,6 +163,10 @@ class ReplicaServer:
         app.router.add_get("/_replica/participant.js", self._static("participant.js"))
         app.router.add_get("/_replica/participant", self._static("participant.html"))
         app.router.add_get("/_replica/ws", self._websocket)
+        app.router.add_get("/_replica/entry_check.js", self._static("entry_check.js"))
+        app.router.add_routes(self.accounts.routes())  # /_replica/signin: a signed-in session cookie
+        # What a page embeds when it asks for a reCAPTCHA (Meet and Zoom both use Google's widget).
+        app.router.add_get("/recaptcha/api2/anchor", self._static("recaptcha.html"))
         app.router.add_get("/_replica/control/{platform}/{meeting_id}", self._control_state)
         app.router.add_post("/_replica/control/{platform}/{meeting_id}/{action}", self._control_action)
 
@@ -193,8 +201,14 @@ class ReplicaServer:
                 if kind == "join" and pid is None:
                     platform = data.get("platform") or _platform_of(request.host)
                     room = self.room(platform, str(data["room"]))
+                    account = self.accounts.of_request(request)
                     result, pid = await room.join(
-                        str(data.get("name", "")), str(data.get("passcode", "")), bool(data.get("host")), send
+                        account.name if account else str(data.get("name", "")),
+                        str(data.get("passcode", "")),
+                        bool(data.get("host")),
+                        send,
+                        entry=data.get("entry"),
+                        account=account.email if account else "",
                     )
                     await send({"type": "joined", "result": result, "pid": pid})
                     if pid is None:
@@ -205,7 +219,10 @@ class ReplicaServer:
                     await room.start_audio(pid)
                 elif kind == "signal":
                     await room.relay(pid, str(data["to"]), data["data"])
+                elif kind == "media":
+                    await room.media(pid, bool(data.get("audio")), bool(data.get("video")))
                 elif kind == "leave":
+                    room.goodbye(pid)  # the page left through its own Leave: not a dropped connection
                     break
         finally:
             self._sockets.discard(ws)
@@ -225,6 +242,8 @@ class ReplicaServer:
         try:
             if action == "config":
                 room.configure(**body)
+            elif action == "options":
+                self._platform_pages(room.platform).configure(room.meeting_id, **body)
             elif action in ("admit", "deny", "time_out_lobby", "remove"):
                 await getattr(room, action)(str(body["name"]))
             elif action in ("end", "start_host"):
@@ -236,6 +255,22 @@ class ReplicaServer:
         except (ValueError, TypeError) as e:
             raise web.HTTPBadRequest(text=str(e)) from e
         return web.json_response(room.state())
+
+
+    def _platform_pages(self, platform: str) -> Any:
+        """The pages of `platform`, for per-meeting client options (`configure(meeting_id, **fields)`)."""
+        for pages in self._pages:
+            if pages.platform == platform and hasattr(pages, "configure"):
+                return pages
+        raise web.HTTPNotFound(text=f"no client options for {platform!r}")
+
+
+def drop_connection(request: web.Request) -> None:
+    """Closes the connection without an answer, so Chromium shows its own network error page
+    (ERR_EMPTY_RESPONSE): what a page load that never reaches the platform looks like."""
+    if request.transport is not None:
+        request.transport.close()
+    raise web.HTTPServiceUnavailable()  # never sent: the connection is gone
 
 
 def _platform_of(host: str) -> str:

@@ -6,12 +6,17 @@
   const cfg = JSON.parse(document.getElementById("zoom-config").textContent);
   const $ = (s) => document.querySelector(s);
   const show = (el, on = true) => { el.hidden = !on; };
-  const screens = ["#preview", "#joining", "#signin", "#captcha", "#botwall", ".meeting-app", "#left"];
+  const screens = ["#preview", "#joining", "#signin", "#captcha", "#captcha-container", "#captcha-input",
+    "#captcha-recaptcha", "#botwall", ".meeting-app", "#left"];
   const only = (sel) => screens.forEach((s) => show($(s), s === sel));
 
+  const ENDED_BY_HOST = "This meeting has been ended by host";
   let room = null;      // the replica room connection, once Join is clicked
   let mic = null;       // the microphone stream, granted after the permission prompt
   let audioOn = false;
+  let muted = false;    // the in-call microphone, once audio is joined
+  let previewAudio = cfg.previewAudioOn;
+  let previewVideo = cfg.previewVideoOn;
   let out = false;      // left, removed or ended: ignore late server messages
   let entered = false;  // in the call (admission can arrive both as the join reply and as a message)
 
@@ -45,8 +50,44 @@
     return allowed;
   }
 
+  // The preview's microphone and camera toggles; their state carries over into the call.
+  function previewToggles() {
+    const audio = $("#preview-audio-control-button");
+    const video = $("#preview-video-control-button");
+    const render = () => {
+      const a = previewAudio ? "Mute" : "Unmute";
+      const v = previewVideo ? "Stop Video" : "Start Video";
+      audio.setAttribute("aria-label", a);
+      audio.textContent = a;
+      video.setAttribute("aria-label", v);
+      video.textContent = v;
+    };
+    audio.addEventListener("click", () => { previewAudio = !previewAudio; render(); });
+    video.addEventListener("click", () => { previewVideo = !previewVideo; render(); });
+    render();
+  }
+
+  // Terms over a mask as soon as the preview loads: nothing below takes a click until they are accepted.
+  function termsModal() {
+    if (!cfg.termsModal) return;
+    const modal = $("#terms-modal");
+    const agree = $("#disclaimer_agree");
+    show($("#terms-mask"));
+    show(modal);
+    if (cfg.termsModal === "checkbox") {
+      const box = $("#wc_agree1");
+      $("#terms-modal-check").prepend(box);
+      show($("#terms-modal-check"));
+      agree.disabled = true;
+      box.addEventListener("change", () => { agree.disabled = !box.checked; });
+    }
+    agree.addEventListener("click", () => { show(modal, false); show($("#terms-mask"), false); });
+  }
+
   function preview() {
     only("#preview");
+    previewToggles();
+    termsModal();
     const name = $("#input-for-name");
     const pwd = $("#input-for-pwd");
     const join = $(".preview-join-button");
@@ -83,8 +124,10 @@
         $("#preview-error").textContent = "Passcode wrong";
         return;
       case "sign_in": only("#signin"); return;
-      case "captcha": only("#captcha"); return;
-      case "bot_wall": only("#botwall"); return;
+      case "captcha": captcha(); return;
+      case "bot_wall":
+        if (cfg.botWallStyle === "shadow") shadowWall(); else only("#botwall");
+        return;
       case "waiting": waitingRoom(); return;
       case "admitted": await inCall(); return;
       case "not_found": only("#preview"); $("#preview-error").textContent = "This meeting ID is not valid."; return;
@@ -98,12 +141,31 @@
     }
   }
 
+  function captcha() {
+    const screen = { smart: "#captcha", container: "#captcha-container", input: "#captcha-input", recaptcha: "#captcha-recaptcha" }[cfg.captchaStyle];
+    only(screen);
+    const frame = $("#recaptcha");
+    if (cfg.captchaStyle === "recaptcha") frame.src = frame.dataset.src;
+  }
+
+  // The anti-bot modal inside a closed shadow root: no selector and no innerText of the page reach it.
+  function shadowWall() {
+    const host = document.createElement("div");
+    host.className = "shadow-host";
+    const root = host.attachShadow({ mode: "closed" });
+    root.innerHTML = `<style>.m { position: fixed; inset: 0; background: rgba(0,0,0,.8); color: #fff; display: flex;
+      align-items: center; justify-content: center; flex-direction: column; font: 16px sans-serif; }</style>
+      <div class="m" role="dialog" aria-modal="true"><h2>We detected you may be a bot</h2>
+      <p>Automated bots aren't allowed to join this meeting.</p></div>`;
+    document.body.appendChild(host);
+  }
+
   function onServer(msg) {
     if (out) return;
     if (msg.type === "admitted") inCall();
     else if (msg.type === "host_joined") { waitingRoom(); show($("#wr-host-joined")); }
     else if (msg.type === "removed" || msg.type === "denied") endModal("You have been removed from this meeting by the host");
-    else if (msg.type === "ended") endModal("This meeting has been ended by host");
+    else if (msg.type === "ended") endModal(ENDED_BY_HOST);
     else if (msg.type === "participants") setParticipants(msg.count);
     // "lobby_timeout" is Meet's: Zoom sets no waiting-room timeout, the bot's own bound decides.
   }
@@ -114,7 +176,7 @@
     only(".meeting-app");
     show($("#waiting-room"));
     show($("#in-call"), false);
-    $(".wr-title").textContent = "Waiting for the host to start this meeting";
+    $(".wr-title").textContent = cfg.hostWaitText;
     $(".wr-topic").textContent = cfg.topic;
   }
 
@@ -149,22 +211,42 @@
   async function joinAudio() {
     if (audioOn || out) return;
     audioOn = true;
+    // The preview's microphone state carries over; some meetings start everyone muted.
+    muted = !mic || !previewAudio || cfg.micStartsMuted;
+    applyMute();
     await room.startAudio(mic);
-    setAudioLabel(mic ? "Mute" : "Unmute");
+    renderAudio();
   }
 
-  function setAudioLabel(label) {
-    const btn = $(".join-audio-container__btn");
-    btn.setAttribute("aria-label", label);
-    btn.textContent = label;
+  function applyMute() {
+    if (mic) mic.getAudioTracks().forEach((t) => { t.enabled = !muted; });
+    if (room) room.send({ type: "media", audio: audioOn && !muted, video: previewVideo });
   }
+
+  // The audio button in the words of each client version (cfg.audioLabels).
+  const AUDIO_LABELS = {
+    sentence: { join: "join audio", muted: "unmute my microphone", unmuted: "mute my microphone" },
+    short: { join: "Join Audio", muted: "Unmute", unmuted: "Mute" },
+    audio: { join: "audio", muted: "audio", unmuted: "audio" },
+  };
+  const AUDIO_ICONS = { join: "SvgJoinAudio", muted: "SvgAudioMuted", unmuted: "SvgAudioUnmuted" };
+  const AUDIO_WORDS = { join: "Join Audio", muted: "Unmute", unmuted: "Mute" };
+
+  function renderAudio() {
+    const state = !audioOn ? "join" : muted ? "muted" : "unmuted";
+    const btn = $(".join-audio-container__btn");
+    btn.setAttribute("aria-label", AUDIO_LABELS[cfg.audioLabels][state]);
+    btn.querySelector(".footer-button-base__img-layer").className = "footer-button-base__img-layer " + AUDIO_ICONS[state];
+    btn.querySelector(".footer-button-base__button-label").textContent = AUDIO_WORDS[state];
+  }
+  renderAudio();
 
   $(".join-audio-container__btn").addEventListener("click", async () => {
-    const label = $(".join-audio-container__btn").getAttribute("aria-label");
-    if (label === "Join Audio") return joinAudio();
-    const muted = label === "Mute";
-    if (mic) mic.getAudioTracks().forEach((t) => { t.enabled = !muted; });
-    setAudioLabel(muted ? "Unmute" : "Mute");
+    if (!audioOn) return joinAudio();
+    if (!mic) return;
+    muted = !muted;
+    applyMute();
+    renderAudio();
   });
 
   function setParticipants(n) {
@@ -186,15 +268,44 @@
     wake();
   }
 
-  $(".footer__leave-btn").addEventListener("click", () => show($(".leave-meeting-options")));
-  $(".leave-meeting-options__btn--cancel").addEventListener("click", () => show($(".leave-meeting-options"), false));
-  $(".leave-meeting-options__btn--danger").addEventListener("click", () => {
+  const leaveOptions = $(".leave-meeting-options");
+  if (cfg.leaveConfirm === "unknown") {
+    // A client whose confirm button the bot has no words for.
+    $(".leave-meeting-options__btn--danger").remove();
+    show($(".leave-unknown"));
+  }
+  const leaveNow = () => {
     finish();
     only("#left");
     document.title = "Zoom";
-  });
+  };
+  $(".footer__leave-btn").addEventListener("click", () => show(leaveOptions));
+  $(".leave-meeting-options__btn--cancel").addEventListener("click", () => show(leaveOptions, false));
+  for (const b of leaveOptions.querySelectorAll(".leave-meeting-options__btn--danger, .leave-unknown")) {
+    b.addEventListener("click", leaveNow);
+  }
+  // Enter on the open leave dialog cancels it (whatever has the focus).
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !leaveOptions.hidden) {
+      e.preventDefault();
+      e.stopPropagation();
+      show(leaveOptions, false);
+    }
+  }, true);
 
   function endModal(text) {
+    if (text === ENDED_BY_HOST && cfg.endStyle === "navigate") {
+      finish();
+      location.href = cfg.endUrl;
+      return;
+    }
+    if (text === ENDED_BY_HOST && cfg.endStyle === "end_now") {
+      finish();
+      const box = $("#end-now");
+      show(box);
+      box.querySelector(".end-now-ok").onclick = () => { show(box, false); only("#left"); };
+      return;
+    }
     finish();
     const modal = $("#end-modal");
     modal.querySelector(".zm-modal-body-title").textContent = text;

@@ -17,6 +17,7 @@ dialog) are `ZoomClientOptions`, per meeting.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from aiohttp import web
+
+from bot.testing.replica.server import drop_connection
 
 if TYPE_CHECKING:
     from bot.testing.replica.server import ReplicaServer
@@ -35,6 +38,23 @@ _HERE = Path(__file__).parent
 _ASSETS = {"zoom_client.js": "application/javascript", "zoom.css": "text/css"}
 NOT_FOUND_MESSAGE = "This meeting ID is not valid. Please check and try again."
 HOST_ABSENT_MESSAGE = "This meeting link is invalid (3,001)"
+HOST_WAIT_THIS = "Waiting for the host to start this meeting"
+HOST_WAIT_THE = "Waiting for the host to start the meeting"
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "host_absent": ("error", "wait"),
+    # The in-call audio button's labels: "sentence" ("unmute my microphone" / "mute my microphone", the
+    # current client), "short" ("Unmute" / "Mute", older clients) or "audio" (aria-label "audio" whatever
+    # the state: only the icon and the word under the button tell).
+    "audio_labels": ("sentence", "short", "audio"),
+    "bot_wall_style": ("page", "shadow"),  # "shadow": the wall's modal sits in a closed shadow root
+    "captcha_style": ("smart", "container", "input", "recaptcha"),
+    # The host ends the meeting: the end modal, a "Meeting is end now" box, or a navigation to `end_url`.
+    "end_style": ("modal", "end_now", "navigate"),
+    # "unknown": the leave dialog's confirm button has a label and class the bot does not know.
+    "leave_confirm": ("standard", "unknown"),
+    # A terms dialog over the preview as soon as it loads, with a modal mask over the name field.
+    "terms_modal": ("", "disclaimer", "checkbox"),
+}
 
 
 @dataclass
@@ -53,10 +73,24 @@ class ZoomClientOptions:
     # Before the host starts: "error" serves the "(3,001)" error page (reload to try again); "wait" serves
     # the client, which after Join shows "Waiting for the host to start this meeting" and goes on by itself.
     host_absent: str = "error"
+    # ---- variants of the 2026 pages (issue 11); the defaults are the commonest form ----
+    host_wait_text: str = HOST_WAIT_THIS
+    audio_labels: str = "sentence"
+    mic_starts_muted: bool = False  # the call starts muted (else the preview's microphone state carries over)
+    preview_audio_on: bool = True  # #preview-audio-control-button's state when the preview loads
+    preview_video_on: bool = False  # #preview-video-control-button's state when the preview loads
+    bot_wall_style: str = "page"
+    captcha_style: str = "smart"
+    end_style: str = "modal"
+    end_url: str = "/"  # where end_style="navigate" goes ("/", "/signin", "/postattendee")
+    leave_confirm: str = "standard"
+    terms_modal: str = ""
 
     def __post_init__(self) -> None:
-        if self.host_absent not in ("error", "wait"):
-            raise ValueError(f"host_absent must be 'error' or 'wait', not {self.host_absent!r}")
+        for name, allowed in _CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -81,6 +115,11 @@ class ZoomPages:
     def options_for(self, meeting_id: str) -> ZoomClientOptions:
         return self.options.get(meeting_id, self.default_options)
 
+    def configure(self, meeting_id: str, **fields: Any) -> ZoomClientOptions:
+        """Changes some client options of one meeting (the control API's `options` action)."""
+        self.options[meeting_id] = dataclasses.replace(self.options_for(meeting_id), **fields)
+        return self.options[meeting_id]
+
     def routes(self, server: ReplicaServer) -> list[web.AbstractRouteDef]:
         async def launch(request: web.Request) -> web.Response:
             meeting_id = request.match_info["id"]
@@ -104,13 +143,22 @@ class ZoomPages:
                 inner = {k: v for k, v in query.items() if k != "fromPWA"}
                 src = f"/wc/{meeting_id}/join" + (f"?{urlencode(inner)}" if inner else "")
                 return _html(_read("zoom_frame.html").replace("__CLIENT_URL__", html.escape(src, quote=True)))
-            config = server.room("zoom", meeting_id).config
+            room = server.room("zoom", meeting_id)
+            if room.drop_page_load():
+                drop_connection(request)
+            config = room.config
             options = self.options_for(meeting_id)
             if not config.exists:
                 return _error(NOT_FOUND_MESSAGE)
             if not config.host_present and options.host_absent == "error":
                 return _error(HOST_ABSENT_MESSAGE)
             return _html(_client_page(meeting_id, query.get("pwd", ""), config.passcode, options))
+
+        async def elsewhere(request: web.Request) -> web.Response:
+            # Where the client goes when a meeting ends by navigation: the home, sign-in or post-meeting page.
+            title = {"/signin": "Sign In | Zoom", "/postattendee": "Thank you for attending - Zoom"}
+            page = _read("zoom_home.html").replace("__TITLE__", title.get(request.path, "Zoom"))
+            return _html(page)
 
         async def asset(request: web.Request) -> web.Response:
             name = request.match_info["name"]
@@ -125,6 +173,9 @@ class ZoomPages:
             web.get(r"/wc/join/{id}", wc_join),
             web.get(r"/wc/{id}/join", client),
             web.get(r"/_replica/zoom/{name}", asset),
+            web.get("/", elsewhere),
+            web.get("/signin", elsewhere),
+            web.get("/postattendee", elsewhere),
         ]
 
 
@@ -146,6 +197,17 @@ def _client_page(meeting_id: str, url_pwd: str, passcode: str, options: ZoomClie
         "audioProcessing": options.audio_processing,
         "topic": options.topic,
         "hostAbsent": options.host_absent,
+        "hostWaitText": options.host_wait_text,
+        "audioLabels": options.audio_labels,
+        "micStartsMuted": options.mic_starts_muted,
+        "previewAudioOn": options.preview_audio_on,
+        "previewVideoOn": options.preview_video_on,
+        "botWallStyle": options.bot_wall_style,
+        "captchaStyle": options.captcha_style,
+        "endStyle": options.end_style,
+        "endUrl": options.end_url,
+        "leaveConfirm": options.leave_confirm,
+        "termsModal": options.terms_modal,
     }
     # "</" inside a <script> block would end it early: escape it in the JSON.
     text = json.dumps(cfg).replace("</", "<\\/")

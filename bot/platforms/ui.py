@@ -1,0 +1,130 @@
+"""What reading a meeting page means on every platform: one text folding, one page script, one snapshot.
+
+Each platform's `*_ui` module lists its selectors, button labels and page texts as data and adds the few
+readings only it needs; this module holds the rest, so the two cannot drift. Texts are compared folded:
+case-insensitive, typographic apostrophes (U+2018, U+2019) read as "'", runs of whitespace as one space
+(both clients write "Don't" with either apostrophe, depending on the build).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Self
+
+_APOSTROPHES = "\u2018\u2019"
+
+
+def fold(text: str) -> str:
+    """The page script's `fold`, in Python: how page texts and button labels are compared."""
+    for quote in _APOSTROPHES:
+        text = text.replace(quote, "'")
+    return " ".join(text.split()).lower()
+
+
+def exact_text(texts: tuple[str, ...]) -> re.Pattern[str]:
+    """A pattern matching an element whose whole text is one of `texts`, as `fold` compares them (for
+    Playwright's has_text)."""
+
+    def one(text: str) -> str:
+        words = (re.escape(w).replace("'", f"['{_APOSTROPHES}]") for w in text.split())
+        return r"\s+".join(words)
+
+    return re.compile(r"^\s*(" + "|".join(one(t) for t in texts) + r")\s*$", re.IGNORECASE)
+
+
+def signal_selectors(
+    selectors: dict[str, tuple[str, ...]], key: str = "in_call"
+) -> dict[str, tuple[str, ...]]:
+    """`selectors` plus one key per candidate of `key` (`in_call:0`, `in_call:1`, …), so a snapshot counts
+    distinct signals rather than elements."""
+    return {**selectors, **{f"{key}:{i}": (s,) for i, s in enumerate(selectors[key])}}
+
+
+# The common part of every page script. It is called with [selectors, buttons, texts] and returns plain
+# JSON; a platform's script adds its own readings to `out` where PLATFORM_READINGS stands.
+_SCRIPT = """
+([sel, buttons, texts]) => {
+  const fold = (s) => (s || "").replace(/[\\u2018\\u2019]/g, "'").replace(/\\s+/g, " ").trim().toLowerCase();
+  // "rendered": laid out (an auto-hidden control bar still is); "shown": also not hidden or transparent.
+  const rendered = (el) => !!el && el.getClientRects().length > 0;
+  const shown = (el) => rendered(el) && getComputedStyle(el).visibility !== "hidden"
+    && Number(getComputedStyle(el).opacity) > 0;
+  const body = fold(document.body ? document.body.innerText : "");
+  const clickable = Array.from(document.querySelectorAll("button, a, [role=button]")).filter(shown);
+  const label = (el) => fold(el.innerText || el.textContent);
+  const first = (key) => sel[key].map((s) => document.querySelector(s)).find((el) => shown(el)) || null;
+  const out = {title: document.title, url: location.href, present: {}, visible: {}, buttons: {}, texts: []};
+  for (const [key, list] of Object.entries(sel)) {
+    const els = list.flatMap((s) => Array.from(document.querySelectorAll(s)));
+    out.present[key] = els.filter(rendered).length;
+    out.visible[key] = els.some(shown);
+  }
+  for (const [key, list] of Object.entries(buttons)) {
+    const want = list.map(fold);
+    out.buttons[key] = clickable.some((el) => want.includes(label(el)));
+  }
+  for (const [key, list] of Object.entries(texts)) {
+    if (list.some((t) => body.includes(fold(t)))) out.texts.push(key);
+  }
+  PLATFORM_READINGS
+  return out;
+}
+"""
+
+
+def page_script(platform_readings: str) -> str:
+    """The page script with a platform's own readings. They may use `sel`, `buttons`, `texts`, `fold`,
+    `rendered`, `shown`, `clickable`, `label(el)`, `first(key)` (the first shown element of a selector key)
+    and `out`."""
+    return _SCRIPT.replace("PLATFORM_READINGS", platform_readings.strip())
+
+
+@dataclass
+class PageSnapshot:
+    """What every platform reads of a page; `frame_of` says which frame first showed each visible element
+    or button (key `button:<name>`), so an action goes to that frame."""
+
+    title: str = ""
+    url: str = ""
+    present: dict[str, int] = field(default_factory=dict)  # laid out, per selector key
+    visible: dict[str, bool] = field(default_factory=dict)  # only keys with a shown element
+    buttons: dict[str, bool] = field(default_factory=dict)  # only keys with a shown button
+    texts: set[str] = field(default_factory=set)
+    frame_of: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, raw: object) -> Self:
+        """One frame's script result (anything else, e.g. mid-navigation, reads as an empty page)."""
+        snap = cls()
+        if isinstance(raw, dict):
+            snap.merge(raw, 0)
+        return snap
+
+    def merge(self, raw: dict[str, object], frame: int) -> None:
+        """Folds one frame's script result into this snapshot: counts add up, the first frame that shows
+        something is where it is acted on. Platforms extend this for their own readings."""
+        self.title = self.title or str(raw.get("title") or "")
+        self.url = self.url or str(raw.get("url") or "")
+        for key, count in _dict(raw.get("present")).items():
+            if isinstance(count, int):
+                self.present[key] = self.present.get(key, 0) + count
+        for key, seen in _dict(raw.get("visible")).items():
+            if seen:
+                self.visible[key] = True
+                self.frame_of.setdefault(key, frame)
+        for key, seen in _dict(raw.get("buttons")).items():
+            if seen:
+                self.buttons[key] = True
+                self.frame_of.setdefault(f"button:{key}", frame)
+        texts = raw.get("texts")
+        if isinstance(texts, list):
+            self.texts.update(str(t) for t in texts)
+
+    def signals(self, key: str = "in_call") -> int:
+        """How many distinct candidates of `key` are laid out (see `signal_selectors`)."""
+        return sum(1 for k, n in self.present.items() if n and k.startswith(f"{key}:"))
+
+
+def _dict(value: object) -> dict[str, object]:
+    return {str(k): v for k, v in value.items()} if isinstance(value, dict) else {}
