@@ -4,20 +4,29 @@ Every `/bots` route needs `Authorization: Bearer <BOT_API_TOKEN>`, checked befor
 request (`_TokenGate`) and compared in constant time; `GET /metrics` (Prometheus) needs its own token only
 when one is set (BOT_METRICS_TOKEN). Invalid input gets a 422 whose `detail` names the field and says what
 to fix, in FastAPI's usual shape. The OpenAPI schema is at /openapi.json, the interactive docs at /docs.
+
+The store is synchronous (SQLAlchemy): each route runs its database work on one of `DB_THREADS` threads
+(`_DatabaseThreads`), so the event loop (the scheduler, the webhook dispatcher, other requests) never
+waits for the database, and the engine's pool has a connection for each thread.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from functools import partial
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Response, Security, status
+import anyio
+import anyio.to_thread
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, Security, status
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import DBAPIError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bot.bot_request import RequestError, validate_request
@@ -25,7 +34,17 @@ from bot.cluster.placement import Placement
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.scheduler import BotService, NotFound
 from bot.settings import REGIONS
-from bot.store import BotRecord, BotState
+from bot.store import (
+    DB_THREADS,
+    PENDING,
+    TERMINAL,
+    BotRecord,
+    BotState,
+    database_unavailable,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     Region = str
@@ -145,6 +164,53 @@ _UNAUTHORIZED = {"model": Problem, "description": "missing or wrong bearer token
 _INVALID = {"model": ValidationProblem, "description": "invalid input; `detail` names the field"}
 _NOT_FOUND = {"model": Problem, "description": "no bot with this id"}
 _UNAUTHORIZED_DETAIL = "missing or wrong bearer token: send Authorization: Bearer <BOT_API_TOKEN>"
+_RETRY_AFTER_S = 5  # told to clients while the database is unavailable
+
+
+_T = TypeVar("_T")
+
+
+class _DatabaseThreads:
+    """Runs blocking store work on at most `size` threads at a time, off the event loop. Each holds one
+    pooled connection while it runs (`bot.store.POOL_SIZE` leaves some for the loop's own store calls).
+    A request whose client goes away still finishes its database work (no half-made bot)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._limiter: anyio.CapacityLimiter | None = None  # made on the event loop, at first use
+
+    async def __call__(self, fn: Callable[..., _T], /, *args: Any) -> _T:
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.size)
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+
+def _cancel_in_db(service: BotService, bot_id: str) -> tuple[str, BotRecord]:
+    """`BotService.cancel`'s steps for a worker thread: the database's (conditional updates, so a racing
+    claim or cancel can't both win) and APScheduler's (its job store has its own lock), leaving what lives
+    on the event loop (the queue of bots waiting for a slot, the bots running here) to `_cancel_on_loop`."""
+    store = service.store
+    assert store is not None
+    for _ in range(5):  # each retry follows a state change that raced this call
+        record = service.get(bot_id, with_events=False)
+        if record.state in TERMINAL:
+            return "finished", record
+        if record.state in PENDING:
+            if store.transition(bot_id, BotState.CANCELLED, PENDING, ended_at=utcnow()):
+                service._remove_job(bot_id)
+                return "cancelled", service.get(bot_id, with_events=False)
+            continue
+        if record.stop_requested_at is None:
+            store.update(bot_id, stop_requested_at=utcnow())
+        return "leaving", service.get(bot_id, with_events=False)
+    raise RuntimeError(f"bot {bot_id} kept changing state; try again")
+
+
+def _cancel_on_loop(service: BotService, bot_id: str, outcome: str) -> None:
+    if outcome == "cancelled" and bot_id in service._queue:
+        service._queue.remove(bot_id)
+    elif outcome == "leaving" and bot_id in service._handles:
+        service._stop(bot_id)
 
 
 def _bearer_matches(scope: Scope, expected: bytes) -> bool:
@@ -236,7 +302,28 @@ def create_app(
         rules.append(("/metrics", metrics_token.encode(), "send Authorization: Bearer <BOT_METRICS_TOKEN>"))
     app.add_middleware(_TokenGate, rules=rules)
 
-    def authorized(creds: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]) -> None:
+    @app.exception_handler(DBAPIError)
+    async def database_error(_: Request, error: DBAPIError) -> JSONResponse:
+        # The database is down or restarting: say so (503, retry), never a bare 500. Bots already running
+        # are not affected: their events wait in memory and reach the database when it is back.
+        if not database_unavailable(error):
+            log.error("database error: %s", error)
+            return JSONResponse({"detail": "internal error"}, 500)
+        text = str(error.orig or error).strip()
+        cause = text.splitlines()[0][:200] if text else "no answer"
+        return JSONResponse(
+            {
+                "detail": "the service's database is unavailable; try again shortly. Running bots go on, "
+                f"and their events are stored once it is back. ({cause})"
+            },
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(_RETRY_AFTER_S)},
+        )
+
+    in_thread = _DatabaseThreads(DB_THREADS)
+
+    # async: a plain `def` dependency costs every request a trip through a worker thread.
+    async def authorized(creds: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]) -> None:
         given = creds.credentials.encode() if creds is not None else b""
         if not hmac.compare_digest(given, expected):
             raise HTTPException(
@@ -278,7 +365,7 @@ def create_app(
                 metadata=body.metadata,
                 webhook_url=body.webhook_url,
             )
-            record = service.schedule(request, body.join_at)
+            record = await in_thread(service.schedule, request, body.join_at)
         except RequestError as e:
             return JSONResponse(
                 status_code=422,
@@ -295,7 +382,7 @@ def create_app(
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
     ) -> list[BotOut]:
-        return [_out(r) for r in service.list_bots(state, agent_id, limit, offset)]
+        return [_out(r) for r in await in_thread(service.list_bots, state, agent_id, limit, offset)]
 
     @app.get(
         "/bots/{bot_id}",
@@ -306,7 +393,7 @@ def create_app(
     )
     async def get_bot(bot_id: str) -> BotOut:
         try:
-            return _out(service.get(bot_id, with_events=True))
+            return _out(await in_thread(partial(service.get, bot_id, with_events=True)))
         except NotFound as e:
             raise HTTPException(404, str(e)) from None
 
@@ -325,9 +412,10 @@ def create_app(
     )
     async def cancel_bot(bot_id: str, response: Response) -> BotOut:
         try:
-            outcome, record = service.cancel(bot_id)
+            outcome, record = await in_thread(_cancel_in_db, service, bot_id)
         except NotFound as e:
             raise HTTPException(404, str(e)) from None
+        _cancel_on_loop(service, bot_id, outcome)
         if outcome == "finished":
             raise HTTPException(409, f"bot {bot_id} already finished (state {record.state.value})")
         if outcome == "leaving":
@@ -335,6 +423,14 @@ def create_app(
         return _out(record)
 
     placements: list[Placement] = []  # made at the first GET /hosts (it creates the hosts table)
+
+    def hosts() -> list[HostOut]:
+        store = service.store
+        if store is None:
+            return []
+        if not placements:
+            placements.append(Placement(store))  # two at once: both create the table if missing; harmless
+        return [HostOut.model_validate(h.to_dict()) for h in placements[0].list_hosts()]
 
     @app.get(
         "/hosts",
@@ -346,12 +442,7 @@ def create_app(
         "last heartbeat; empty when the bots run in the service itself.",
     )
     async def list_hosts() -> list[HostOut]:
-        store = service.store
-        if store is None:
-            return []
-        if not placements:
-            placements.append(Placement(store))
-        return [HostOut.model_validate(h.to_dict()) for h in placements[0].list_hosts()]
+        return await in_thread(hosts)
 
     @app.get(
         "/bots/{bot_id}/events",
@@ -367,17 +458,20 @@ def create_app(
         after: Annotated[int, Query(ge=0, le=2**62)] = 0,
         limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
     ) -> list[EventOut]:
-        try:
+        def events() -> list[EventOut]:
             service.get(bot_id, with_events=False)
+            return [
+                EventOut(
+                    seq=e.seq,
+                    event=e.data,
+                    delivery=DeliveryOut.model_validate(e.delivery.status()) if e.delivery else None,
+                )
+                for e in service.outbox.events(bot_id, after, limit)
+            ]
+
+        try:
+            return await in_thread(events)
         except NotFound as e:
             raise HTTPException(404, str(e)) from None
-        return [
-            EventOut(
-                seq=e.seq,
-                event=e.data,
-                delivery=DeliveryOut.model_validate(e.delivery.status()) if e.delivery else None,
-            )
-            for e in service.outbox.events(bot_id, after, limit)
-        ]
 
     return app

@@ -1,9 +1,17 @@
-"""Headless Chromium for one bot: launched on the bot's PulseAudio devices, with failure artifacts.
+"""Chromium for one bot: headful on the bot's own X display (or headless), launched on the bot's PulseAudio
+devices, with the bot's hands on its page and failure artifacts.
+
+How the browser presents itself (no automation switch, real user agent, a window with a frame on a
+desktop-sized screen) is `bot.presence`; the display is `bot.display.VirtualDisplay`, started here in
+`browser.display = "xvfb"` mode and stopped with the browser; the hands (`hands`) are OS-level input on
+that display (`bot.input.xtest`), or input synthesized by Playwright in headless mode. With
+`browser.profile_dir` Chromium runs on a private copy of that signed-in profile (`bot.profile`).
 
 Audio facts this relies on: Playwright's headless default `--mute-audio` makes Chromium play zeros, so it
 is removed; Chromium follows PULSE_SERVER / PULSE_SINK / PULSE_SOURCE from its environment. The profile and
 Chromium's temporary files live in a private `bot-browser-*` directory, which also identifies this
-browser's processes among ours (see `_our_processes`).
+browser's processes among ours (see `_our_processes`); it goes with the browser, and with the bot even
+when the bot is killed outright (`bot.janitor`): it holds the profile copy.
 
 Failure artifacts are saved here and nowhere else (`save_artifacts`): the platform adapter asks for them
 when a join fails, before it navigates away from the page that shows why.
@@ -25,7 +33,12 @@ from playwright.async_api import BrowserContext, Page, Playwright, async_playwri
 from playwright.async_api import Error as PlaywrightError
 
 from bot.audio import BrowserAudio
+from bot.display import ScreenSize, VirtualDisplay
+from bot.input import Hands, PlaywrightHands
+from bot.janitor import Janitor
+from bot.presence import browser_env, launch_options, presence_args
 from bot.procs import descendants
+from bot.profile import ProfileError, check_profile, copy_profile
 from bot.settings import BrowserSection
 
 log = logging.getLogger(__name__)
@@ -46,6 +59,9 @@ class BotBrowser:
         self._playwright: Playwright | None = None
         self._context: BrowserContext | None = None
         self._page: Page | None = None
+        self._display: VirtualDisplay | None = None
+        self._janitor: Janitor | None = None
+        self._hands: Hands | None = None
         self._crashed = asyncio.Event()
         self._crash_reason = ""
         self._closing = False
@@ -57,7 +73,7 @@ class BotBrowser:
         args = [
             "--use-fake-ui-for-media-stream",
             "--autoplay-policy=no-user-gesture-required",
-            "--lang=en-US",
+            *presence_args(s.display, ScreenSize.parse(s.screen_size)),
         ]
         # Test configuration only: a local replica at the real hostnames, trusted by its key alone.
         if s.host_resolver_rules:
@@ -75,31 +91,58 @@ class BotBrowser:
         return self._page
 
     @property
+    def hands(self) -> Hands:
+        """The person's hands on the page: OS-level input on the bot's display (xvfb), else Playwright's."""
+        if self._hands is None:
+            raise BrowserError("the browser is not started")
+        return self._hands
+
+    @property
+    def display(self) -> VirtualDisplay | None:
+        """The bot's X display (xvfb mode), None in headless mode."""
+        return self._display
+
+    @property
+    def profile_dir(self) -> Path | None:
+        """The profile Chromium runs on: a fresh one, or the private copy of `browser.profile_dir`."""
+        return None if self._dir is None else self._dir / "profile"
+
+    @property
     def crash_reason(self) -> str:
         return self._crash_reason
 
     async def start(self, audio: BrowserAudio) -> Page:
         if self._playwright is not None or self._closed:
             raise BrowserError("a BotBrowser starts once")
+        s = self.settings
+        screen = ScreenSize.parse(s.screen_size)
         self._dir = Path(tempfile.mkdtemp(prefix="bot-browser-"))
         (self._dir / "tmp").mkdir()
-        env: dict[str, str | float | bool] = {**os.environ, **audio.env(), "TMPDIR": str(self._dir / "tmp")}
         try:
+            self._janitor = await Janitor([self._dir]).start()
+            if s.profile_dir:
+                # Checked again here: the profile may have been opened since the settings were read.
+                source = check_profile(Path(s.profile_dir))
+                await asyncio.to_thread(copy_profile, source, self._dir / "profile")
+            if s.display == "xvfb":
+                self._display = await VirtualDisplay(screen).start()
+            base = {**os.environ, **audio.env(), "TMPDIR": str(self._dir / "tmp")}
+            env: dict[str, str | float | bool] = {**browser_env(base, self._display)}
             self._playwright = await async_playwright().start()
             self._context = await self._playwright.chromium.launch_persistent_context(
                 str(self._dir / "profile"),
-                executable_path=self.settings.executable_path or None,
-                headless=self.settings.headless,
-                ignore_default_args=["--mute-audio"],
+                executable_path=s.executable_path or None,
                 args=self.args(),
                 env=env,
-                locale="en-US",
                 permissions=["microphone", "camera"],
+                **launch_options(s.display, screen),
             )
         except BaseException as e:
             await self.close()
             if isinstance(e, PlaywrightError):
-                raise BrowserError(f"Chromium did not start ({self.settings.executable_path}): {e}") from e
+                raise BrowserError(f"Chromium did not start ({s.executable_path}): {e}") from e
+            if isinstance(e, ProfileError):
+                raise BrowserError(str(e)) from e
             raise
         self._context.on("close", lambda _: self._died("the browser closed unexpectedly"))
         self._context.on("page", self._watch)
@@ -107,6 +150,12 @@ class BotBrowser:
         self._page = pages[0] if pages else await self._context.new_page()
         for page in self._context.pages:
             self._watch(page)
+        if self._display is not None:
+            from bot.input.xtest import XTestHands  # python-xlib only where there is a display
+
+            self._hands = XTestHands(self._page, self._display)
+        else:
+            self._hands = PlaywrightHands(self._page)
         log.info("chromium started (pid %s)", self.pid)
         return self._page
 
@@ -169,7 +218,8 @@ class BotBrowser:
         html = self.artifacts_dir / f"{stem}.html"
         try:
             content = await asyncio.wait_for(page.content(), _ARTIFACT_TIMEOUT_MS / 1000)
-            html.write_text(content)
+            # The URL first, as for frames: `meeting-bot classify-page` reads the page where it was.
+            html.write_text(f"<!-- {page.url} -->\n{content}")
             saved.append(html)
         except (PlaywrightError, TimeoutError, OSError) as e:
             log.warning("no page HTML for %s: %s", label, e)
@@ -199,6 +249,8 @@ class BotBrowser:
             return
         self._closed = True
         self._closing = True
+        if self._hands is not None:
+            await self._hands.close()
         if self._context is not None:
             try:
                 await asyncio.wait_for(self._context.close(), _CLOSE_TIMEOUT_S)
@@ -208,7 +260,11 @@ class BotBrowser:
             with contextlib.suppress(PlaywrightError):
                 await self._playwright.stop()
         await self._reap()
-        if self._dir is not None:
+        if self._display is not None:
+            await self._display.close()
+        if self._janitor is not None:
+            await self._janitor.close()  # removes the dir
+        elif self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
 
     async def _reap(self) -> None:

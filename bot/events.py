@@ -30,6 +30,9 @@ class EventKind(StrEnum):
     IN_CALL = "in_call"
     AGENT_CONNECTED = "agent_connected"
     AGENT_RECONNECTING = "agent_reconnecting"
+    AUDIO_LOST = "audio_lost"
+    AUDIO_RECOVERED = "audio_recovered"
+    RECORDING_STOPPED = "recording_stopped"
     STATS = "stats"
     ENDED = "ended"
     FAILED = "failed"
@@ -125,6 +128,7 @@ class AgentConnected(BotEvent):
     kind: ClassVar[EventKind] = EventKind.AGENT_CONNECTED
     agent: str  # the endpoint's description; never a secret
     attempt: int | None = None
+    connect_s: float | None = None  # offer sent → answer → audio path up (a slow agent shows here)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,6 +136,32 @@ class AgentReconnecting(BotEvent):
     kind: ClassVar[EventKind] = EventKind.AGENT_RECONNECTING
     attempt: int
     detail: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class AudioLost(BotEvent):
+    """The bot's audio devices failed in the call (its PulseAudio died): the bot is rebuilding them."""
+
+    kind: ClassVar[EventKind] = EventKind.AUDIO_LOST
+    detail: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class AudioRecovered(BotEvent):
+    """Audio flows both ways again after `audio_lost`: the devices were rebuilt and the browser rebound,
+    `after_s` after the loss was noticed."""
+
+    kind: ClassVar[EventKind] = EventKind.AUDIO_RECOVERED
+    after_s: float
+    detail: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordingStopped(BotEvent):
+    """A warning: writing the recording (`--record`) failed, e.g. the disk is full. The call goes on."""
+
+    kind: ClassVar[EventKind] = EventKind.RECORDING_STOPPED
+    detail: str  # why, and the files
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -197,6 +227,9 @@ EVENT_TYPES: Mapping[EventKind, type[BotEvent]] = {
         InCall,
         AgentConnected,
         AgentReconnecting,
+        AudioLost,
+        AudioRecovered,
+        RecordingStopped,
         Stats,
         Ended,
         Failed,
@@ -285,9 +318,16 @@ def describe(event: BotEvent) -> str:
         case Joining():
             return f"{event.platform} {event.meeting_id} as {event.name!r}"
         case AgentConnected():
-            return event.agent
+            took = f" (connected in {event.connect_s:.1f} s)" if event.connect_s is not None else ""
+            return f"{event.agent}{took}"
         case AgentReconnecting():
             return f"attempt {event.attempt}: {event.detail}"
+        case AudioLost():
+            return event.detail
+        case AudioRecovered():
+            return f"after {event.after_s:.1f} s: {event.detail}"
+        case RecordingStopped():
+            return event.detail
         case Ended():
             return f"reason={event.reason.value} by={event.by.value}"
         case Failed():
@@ -309,6 +349,8 @@ __all__ = [
     "EVENT_TYPES",
     "AgentConnected",
     "AgentReconnecting",
+    "AudioLost",
+    "AudioRecovered",
     "AwaitingAdmission",
     "BotEvent",
     "Ended",
@@ -321,6 +363,7 @@ __all__ = [
     "InCall",
     "Joining",
     "JsonLinesPrinter",
+    "RecordingStopped",
     "Stats",
     "Summary",
     "TerminalPrinter",

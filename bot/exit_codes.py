@@ -28,6 +28,7 @@ class ExitCode(IntEnum):
     PASSCODE_WRONG = 16
     BOT_WALL = 17  # captcha or anti-bot wall
     UI_CHANGED = 18
+    NETWORK_ERROR = 19  # the browser could not reach the platform
     BAD_KEY = 20
     UNKNOWN_AGENT = 21
     AGENT_UNREACHABLE = 22
@@ -45,6 +46,7 @@ JOIN_FAILURE_EXIT: dict[FailureCode, ExitCode] = {
     FailureCode.CAPTCHA: ExitCode.BOT_WALL,
     FailureCode.BOT_DETECTED: ExitCode.BOT_WALL,
     FailureCode.UI_CHANGED: ExitCode.UI_CHANGED,
+    FailureCode.NETWORK_ERROR: ExitCode.NETWORK_ERROR,
     FailureCode.BROWSER_CRASHED: ExitCode.CRASHED,
     FailureCode.INVALID_URL: ExitCode.USAGE,
 }

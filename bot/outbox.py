@@ -1,13 +1,14 @@
 """Durable webhooks for the bots the service runs: every event is written to the database first, then
 delivered in order per bot, retried for hours, across restarts, and given up on visibly.
 
-The outbox pattern: `WebhookOutbox.on_event_row` runs inside the store's own transaction whenever an
-event row is written (every `BotStore` owns a `WebhookOutbox`), so an event of a bot with a `webhook_url` is stored and queued
-atomically — no crash can leave it recorded but never sent. `WebhookDispatcher` (only in a serving
-instance) delivers the queue: the oldest pending event of each bot is its *head*, and a bot's later events
-wait until the head is delivered or dead, so a receiver always sees one bot's events in order; different
-bots deliver concurrently. Each delivery carries the documented signature (`bot.webhook.sign`), a fresh
-timestamp per attempt, the same body and `X-Bot-Event-Id` every time.
+The outbox pattern: every `BotStore` owns a `WebhookOutbox`, whose `on_event_row` runs inside the store's
+own transaction whenever an event row is written, so an event of a bot with a `webhook_url` is stored and
+queued atomically, in whichever process records it — no crash can leave it recorded but never sent.
+`WebhookDispatcher` (only in a serving instance) delivers the queue: the oldest pending event of each bot
+is its *head*, and a bot's later events wait until the head is delivered or dead, so a receiver always
+sees one bot's events in order; different bots deliver concurrently. Each delivery carries the
+documented signature (`bot.webhook.sign`), a fresh timestamp per attempt, the same body and
+`X-Bot-Event-Id` every time.
 
 Any answer but 2xx, and any transport error, is retried after the next delay of `retry_schedule_s` (by
 default 5 s, 30 s, 2 min, 10 min, 30 min, 1 h, 2 h: the Svix schedule, about 3 h 45 min in all). An event
@@ -25,7 +26,6 @@ A graceful stop waits for deliveries in flight, so a restart by SIGTERM sends no
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import logging
@@ -50,7 +50,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from bot.aio import cancel_and_wait
+from bot.aio import cancel_and_wait, first_of
 from bot.store import Base, BotRow, EventRow, UtcDateTime, utcnow
 from bot.webhook import EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
@@ -164,8 +164,8 @@ class WebhookOutbox:
     # --- queueing (inside the store's transaction) ---------------------------------------------------
 
     def on_event_row(self, s: Session, row: EventRow) -> None:
-        """`BotStore.on_event`: queues the event just added in `s` if its bot has a webhook URL. The event
-        gets an `id` if it has none (service events), so the stored record and the delivery agree."""
+        """Called by `BotStore` for each event row it adds in `s`: queues the event if its bot has a webhook
+        URL. The event gets an `id` if it has none (service events), so the record and the delivery agree."""
         if row.kind.startswith(_NOT_DELIVERED_PREFIX):
             return
         request = s.scalar(select(BotRow.request).where(BotRow.id == row.bot_id))
@@ -209,7 +209,7 @@ class WebhookOutbox:
         with self._sessions() as s:
             return [
                 StoredEvent(e.seq, dict(e.data), Delivery.from_row(d) if d is not None else None)
-                for e, d in s.execute(query).tuples()
+                for e, d in s.execute(query)
             ]
 
     def deliveries(
@@ -227,7 +227,7 @@ class WebhookOutbox:
         query = select(DeliveryRow.state, func.count()).group_by(DeliveryRow.state)
         counts = dict.fromkeys(DeliveryState, 0)
         with self._sessions() as s:
-            for state, n in s.execute(query).tuples():
+            for state, n in s.execute(query):
                 counts[DeliveryState(state)] = int(n)
         return counts
 
@@ -273,9 +273,12 @@ class WebhookOutbox:
                     leased.append(Delivery.from_row(row))
         return leased
 
-    def next_due(self) -> dt.datetime | None:
-        """When the earliest pending head is due (None when nothing is pending)."""
-        query = select(func.min(DeliveryRow.next_attempt_at)).where(DeliveryRow.seq.in_(self._heads()))
+    def next_due(self, now: dt.datetime) -> dt.datetime | None:
+        """When the earliest pending head that is not being delivered is due (None: there is none)."""
+        query = select(func.min(DeliveryRow.next_attempt_at)).where(
+            DeliveryRow.seq.in_(self._heads()),
+            (DeliveryRow.lease_until.is_(None)) | (DeliveryRow.lease_until < now),
+        )
         with self._sessions() as s:
             return s.scalar(query)
 
@@ -342,8 +345,12 @@ class DeliveryMetrics(Protocol):
 
 
 @dataclass
-class DispatcherConfig:
+class WebhookOptions:
+    """The service's webhook settings ([webhook]; bot.session_config.webhook_options)."""
+
     secret: str = field(default="", repr=False)  # webhook.secret (BOT_WEBHOOK_SECRET)
+    # webhook.url: the webhook of a bot scheduled without one (`BotService.schedule` stores it in the request)
+    default_url: str = ""
     retry_schedule_s: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE_S
     timeout_s: float = 10.0  # one attempt
     concurrency: int = 8  # bots delivering at once
@@ -363,7 +370,7 @@ class WebhookDispatcher:
     """Delivers the outbox from one owned task. `start()`, `notify()` when events were queued, `close()`."""
 
     def __init__(
-        self, outbox: WebhookOutbox, config: DispatcherConfig, metrics: DeliveryMetrics | None = None
+        self, outbox: WebhookOutbox, config: WebhookOptions, metrics: DeliveryMetrics | None = None
     ) -> None:
         self.outbox = outbox
         self.config = config
@@ -402,9 +409,8 @@ class WebhookDispatcher:
                 # The database may be away for a while; nothing is lost, the rows wait in it.
                 log.exception("webhook dispatcher: reading the outbox failed; retrying")
                 wait = self.config.poll_interval_s
-            if wait > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+            # Never 0: this loop must always yield, or the deliveries it started never run.
+            await first_of({"woken": self._wake.wait()}, max(wait, 0.01))
 
     def _dispatch(self) -> float:
         """Starts the due deliveries there is room for; returns how long to sleep (woken earlier by
@@ -416,7 +422,9 @@ class WebhookDispatcher:
             for delivery in self.outbox.lease_due(now, room, lease_s, set(self._inflight)):
                 task = asyncio.create_task(self._deliver(delivery), name=f"webhook-{delivery.bot_id}")
                 self._inflight[delivery.bot_id] = task
-        due = self.outbox.next_due()
+        if len(self._inflight) >= self.config.concurrency:
+            return self.config.poll_interval_s  # a finished delivery wakes the loop
+        due = self.outbox.next_due(utcnow())
         if due is None:
             return self.config.poll_interval_s
         return max(0.0, min((due - utcnow()).total_seconds(), self.config.poll_interval_s))

@@ -43,8 +43,13 @@ def presence_args(display: str, screen: ScreenSize) -> list[str]:
         "--password-store=basic",
     ]
     if display == "xvfb":
-        # The whole screen, as a maximized window: there is no window manager to maximize it.
-        args += ["--window-position=0,0", f"--window-size={screen.width},{screen.height}"]
+        # The whole screen, as a maximized window: there is no window manager to maximize it. No
+        # "Restore pages?" bubble over the page when a copied profile's last browser did not shut down.
+        args += [
+            "--window-position=0,0",
+            f"--window-size={screen.width},{screen.height}",
+            "--hide-crash-restore-bubble",
+        ]
     return args
 
 

@@ -14,6 +14,10 @@ and the service holds no process of its own (so neither its restart nor `max_con
 A `BotService` started without a launcher is a *client*: it schedules, lists and cancels in the database
 (the CLI without --api) while a serving instance elsewhere runs the bots; the serving instance wakes every
 `poll_interval_s` to see jobs and stop requests written by clients.
+
+A serving instance also delivers the bots' webhooks from the store's outbox (`bot.outbox`: whichever
+process records an event queues it; this one sends it, for hours, across restarts) and keeps the
+Prometheus metrics of the bots it runs (`self.metrics`, `bot.metrics`; served at /metrics by `bot.api`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +41,9 @@ from bot.bot_request import BotRequest, RequestError, parse_join_at
 from bot.exit_codes import ExitCode
 from bot.launcher import BotHandle, Launcher, LaunchError, RemoteLauncher
 from bot.metrics import ServiceMetrics
-from bot.outbox import DispatcherConfig, WebhookDispatcher, WebhookOutbox
+from bot.outbox import WebhookDispatcher, WebhookOptions, WebhookOutbox
 from bot.platforms.urls import InvalidMeetingUrl, parse_meeting_url
-from bot.recording import BotRecorder
+from bot.recording import RecordQueue
 from bot.settings import SchedulerSection
 from bot.store import (
     PENDING,
@@ -48,6 +52,7 @@ from bot.store import (
     BotRecord,
     BotState,
     BotStore,
+    database_unavailable,
     make_engine,
     safe_db_url,
     utcnow,
@@ -128,10 +133,10 @@ class BotService:
         self,
         config: SchedulerConfig | None = None,
         launcher: Launcher | RemoteLauncher | None = None,
-        webhooks: DispatcherConfig | None = None,
+        webhooks: WebhookOptions | None = None,
     ) -> None:
         self.config = config or SchedulerConfig()
-        self.webhooks = webhooks or DispatcherConfig()
+        self.webhooks = webhooks or WebhookOptions()
         self._dispatcher: WebhookDispatcher | None = None
         self.metrics = ServiceMetrics(
             capacity=self.config.max_concurrent_bots,
@@ -144,6 +149,8 @@ class BotService:
         self.remote = launcher if isinstance(launcher, RemoteLauncher) else None
         self.launcher = None if isinstance(launcher, RemoteLauncher) else launcher
         self.store: BotStore | None = None
+        # Running bots' events and exits on their way to the store (they wait there while it is away).
+        self._records: RecordQueue | None = None
         self._scheduler: _Scheduler | None = None
         self._queue: list[str] = []
         self._handles: dict[str, BotHandle] = {}
@@ -200,6 +207,8 @@ class BotService:
         _services[self._loop] = self
         self._scheduler.add_listener(self._on_job_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
         self._reconcile()
+        self._records = RecordQueue(self.store)
+        self._records.start()
         # Delivers what the last run left queued, then every new event (this process's or a client's).
         self._dispatcher = WebhookDispatcher(self.outbox, self.webhooks, self.metrics)
         self._dispatcher.start()
@@ -235,6 +244,8 @@ class BotService:
             await asyncio.wait(self._tasks)
         if self.remote is not None:
             await self.remote.close()  # the workers' bots run on
+        if self._records is not None:
+            await self._records.close()  # the bots' last records, if the database is away
         if self._dispatcher is not None:
             # After the bots: their last events are queued by now. What is not delivered yet stays
             # queued in the database for the next start().
@@ -248,6 +259,8 @@ class BotService:
         """Records the bot and adds its job. `request` comes from `validate_request`."""
         store = self._require_store()
         assert self._scheduler is not None
+        if not request.webhook_url and self.webhooks.default_url:
+            request = replace(request, webhook_url=self.webhooks.default_url)
         if self.serving and request.webhook_url and not self.webhooks.secret:
             raise RequestError(
                 "webhook_url", "this service has no secret to sign webhooks with: set BOT_WEBHOOK_SECRET"
@@ -380,12 +393,17 @@ class BotService:
             await asyncio.sleep(self.config.poll_interval_s)
             try:
                 self._scheduler.wakeup()
+                if self._queue:
+                    self._pump()  # bots that waited for the database
                 if self._handles:
                     for record in self._require_store().list_bots(RUNNING, limit=1_000_000):
                         if record.stop_requested_at and record.id in self._handles:
                             self._stop(record.id)
-            except Exception:
-                log.exception("polling the database failed; retrying")
+            except Exception as e:
+                if isinstance(e, SQLAlchemyError) and database_unavailable(e):
+                    log.debug("polling: the database is unavailable")  # the API and RecordQueue say so
+                else:
+                    log.exception("polling the database failed; retrying")
 
     # --- running bots ---------------------------------------------------------------------------------
 
@@ -399,7 +417,18 @@ class BotService:
             log.info("bot %s was already claimed or cancelled; not starting it again", bot_id)
 
     def _pump(self) -> None:
-        """Starts queued bots while there is room (or hands them all to the remote launcher)."""
+        """Starts queued bots while there is room (or hands them all to the remote launcher). While the
+        database is unavailable they stay queued; the poller tries again."""
+        try:
+            self._pump_queue()
+        except SQLAlchemyError as e:
+            if not database_unavailable(e):
+                raise
+            log.warning(
+                "the database is unavailable: %d queued bot(s) start once it is back", len(self._queue)
+            )
+
+    def _pump_queue(self) -> None:
         store = self._require_store()
         if self.remote is not None:
             queued, self._queue = self._queue, []
@@ -410,8 +439,9 @@ class BotService:
             and not self._closed
             and len(self._handles) + len(self._starting) < (self.config.max_concurrent_bots)
         ):
-            bot_id = self._queue.pop(0)
+            bot_id = self._queue[0]
             record = store.get(bot_id)
+            self._queue.pop(0)
             if record is None or record.state is not BotState.QUEUED:
                 continue
             waited = utcnow() - record.join_at
@@ -447,10 +477,9 @@ class BotService:
             self._handles[bot_id] = handle
             self._starting.discard(bot_id)
             where = {"pid": pid} if isinstance(pid := getattr(handle, "pid", None), int) else {}
-            store.add_event(
-                bot_id, {"event": "launched", "at": utcnow().isoformat(), "source": "service", **where}
-            )
-            latest = store.get(bot_id)
+            launched = {"event": "launched", "at": utcnow().isoformat(), "source": "service", **where}
+            self._require_records().write(bot_id, "launched", lambda r: r.store.add_event(bot_id, launched))
+            latest = self._get_if_available(bot_id)
             if self._closed or (latest is not None and latest.stop_requested_at is not None):
                 self._stop(bot_id)
             async for event in handle.events():
@@ -459,8 +488,9 @@ class BotService:
             self._record_exit(bot_id, code, handle.diagnostics())
         except Exception as e:
             log.exception("supervising bot %s failed", bot_id)
-            store.transition(
-                bot_id, BotState.CRASHED, RUNNING, ended_at=utcnow(), message=f"supervisor: {e!r}"
+            crashed = {"ended_at": utcnow(), "message": f"supervisor: {e!r}"}
+            self._require_records().write(
+                bot_id, "crash", lambda r: r.store.transition(bot_id, BotState.CRASHED, RUNNING, **crashed)
             )
             handle_left = self._handles.get(bot_id)
             if handle_left is not None:
@@ -483,13 +513,27 @@ class BotService:
         assert self._loop is not None
         self._stopping[bot_id] = self._loop.call_later(self.config.stop_timeout_s, handle.kill)
 
+    def _require_records(self) -> RecordQueue:
+        if self._records is None:
+            raise RuntimeError("BotService.start() has not been called")
+        return self._records
+
+    def _get_if_available(self, bot_id: str) -> BotRecord | None:
+        """The bot's record, or None while the database is unavailable."""
+        try:
+            return self._require_store().get(bot_id)
+        except SQLAlchemyError as e:
+            if not database_unavailable(e):
+                raise
+            return None
+
     def _on_bot_event(self, bot_id: str, data: dict[str, Any]) -> None:
         """Records one `join --json` line (the translation is bot.recording's, shared with worker hosts)."""
         self.metrics.observe(bot_id, data)
-        BotRecorder(self._require_store(), bot_id).event(data)
+        self._require_records().event(bot_id, data)
 
     def _record_exit(self, bot_id: str, code: int, diagnostics: str) -> None:
-        BotRecorder(self._require_store(), bot_id).exit(code, diagnostics)
+        self._require_records().exit(bot_id, code, diagnostics)
         # A bot whose events never said how its join went (killed, a usage error): its exit says it.
         self.metrics.finished(
             bot_id, ExitCode(code).name.lower() if code in ExitCode._value2member_map_ else "crashed"

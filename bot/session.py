@@ -18,7 +18,8 @@ from typing import Any
 from bot.agent.base import AgentEndpoint
 from bot.agent.errors import AgentError
 from bot.aio import cancel_and_wait, first_of
-from bot.audio.devices import AudioDevices
+from bot.audio.devices import AudioDevices, BrowserAudio
+from bot.audio_guard import AudioGuard, AudioLostError
 from bot.bridge import Bridge, BridgeEvent
 from bot.browser import BotBrowser
 from bot.events import (
@@ -30,6 +31,7 @@ from bot.events import (
     Failed,
     InCall,
     Joining,
+    RecordingStopped,
     Stats,
     Summary,
 )
@@ -71,6 +73,7 @@ class BotSession:
         self._platform: Platform | None = None
         self._bridge: Bridge | None = None
         self._bridge_lost = asyncio.Event()
+        self._audio_guard: AudioGuard | None = None  # from the bridge's start: rebuilds failed audio
         self._state = CallState.JOINING
         self._times: dict[str, float] = {"started": time.monotonic()}
         self._ended_by: EndedBy | None = None
@@ -96,6 +99,8 @@ class BotSession:
             )
         except AgentError as e:
             outcome = await self._failed(e.code, str(e), exit_code_for(e))
+        except AudioLostError as e:
+            outcome = await self._failed(e.code, str(e), ExitCode.CRASHED)
         except asyncio.CancelledError:
             outcome = Outcome(ExitCode.CRASHED, "cancelled")
             raise
@@ -114,9 +119,7 @@ class BotSession:
         m = self.meeting
         self.bus.emit(Joining(platform=m.platform, meeting_id=m.meeting_id, name=self.config.name))
         audio = await self.devices.start()
-        self._browser = BotBrowser(self.config.browser, self.config.artifacts_dir)
-        await self._browser.start(audio)
-        if not await self._join(self._browser):
+        if not await self._join(audio):
             return await self._ended(EndReason.LEFT, EndedBy.USER)
         if self._state is not CallState.IN_CALL:
             self._on_state(CallState.IN_CALL)
@@ -131,18 +134,23 @@ class BotSession:
         )
         await self._bridge.start()
         self._times["agent_connected"] = time.monotonic()
-        self.bus.emit(AgentConnected(agent=self.endpoint.describe()))
+        self.bus.emit(AgentConnected(agent=self.endpoint.describe(), connect_s=self._bridge.stats.connect_s))
+        self._audio_guard = AudioGuard(self.devices, self._browser, self._bridge, self.bus)
+        self._audio_guard.start()
 
         async with _periodic(self.config.stats_interval_s, self._emit_stats):
             reason, by = await self._wait_for_end()
         return await self._ended(reason, by)
 
-    async def _join(self, browser: BotBrowser) -> bool:
-        """Joins, retrying failures the platform may lift on a second try (Meet's block on guests).
+    async def _join(self, audio: BrowserAudio) -> bool:
+        """Joins, retrying failures the platform may lift on a second try (Meet's block on guests). Each
+        attempt gets a fresh browser — a new copy of the profile, a new display — as peers start a new
+        pod: what Meet held against the last one (its cookies, its window) does not carry over.
         Returns False when told to stop first; raises `JoinFailure` otherwise."""
         m, policy = self.meeting, self.config.join_policy
         attempt = 0
         while True:
+            browser = await self._fresh_browser(audio)
             self._platform = PLATFORMS[m.platform](browser, m)
             try:
                 return await self._until_stopped(
@@ -150,6 +158,8 @@ class BotSession:
                 )
             except JoinFailure as failure:
                 if not failure.retryable or attempt >= policy.retries:
+                    if failure.code is FailureCode.BLOCKED:
+                        failure.message += self._blocked_advice(attempt + 1)
                     raise
                 attempt += 1
                 log.warning("join failed (%s); retry %d of %d", failure.code.value, attempt, policy.retries)
@@ -168,6 +178,26 @@ class BotSession:
                 if not await self._until_stopped(asyncio.sleep(policy.retry_delay_s)):
                     return False
 
+    async def _fresh_browser(self, audio: BrowserAudio) -> BotBrowser:
+        if self._browser is not None:
+            await self._browser.close()
+            self._browser = None
+        self._browser = BotBrowser(self.config.browser, self.config.artifacts_dir)
+        await self._browser.start(audio)
+        return self._browser
+
+    def _blocked_advice(self, attempts: int) -> str:
+        """What helps when Meet keeps refusing the browser: the two levers a user has."""
+        account = (
+            "another signed-in account (browser.profile_dir)"
+            if self.config.browser.profile_dir
+            else "a signed-in Google profile (browser.profile_dir, made once with `meeting-bot login meet`)"
+        )
+        return (
+            f" ({attempts} attempt(s), each in a fresh browser). What gets a bot in: {account}, "
+            f"or the host admitting '{self.config.name}' by name from the lobby (ask them to expect it)"
+        )
+
     async def _wait_for_end(self) -> tuple[EndReason, EndedBy]:
         """Why the call ended and who ended it; raises `JoinFailure` if the browser crashed."""
         assert self._platform is not None
@@ -179,6 +209,8 @@ class BotSession:
         }
         if self._browser is not None:
             waits["browser"] = self._browser.wait_crashed()
+        if self._audio_guard is not None:
+            waits["audio"] = self._audio_guard.wait_failed()
         try:
             which = await first_of(waits)
         finally:
@@ -190,6 +222,8 @@ class BotSession:
             return EndReason.LEFT, EndedBy.USER
         if which == "browser":
             raise JoinFailure(FailureCode.BROWSER_CRASHED, "the browser crashed during the call", "in_call")
+        if which == "audio" and self._audio_guard is not None:
+            raise await self._audio_guard.wait_failed()
         return EndReason.AGENT_ENDED, EndedBy.AGENT
 
     async def _until_stopped(self, work: Awaitable[None]) -> bool:
@@ -225,9 +259,16 @@ class BotSession:
         if event.kind == "agent_reconnecting":
             self.bus.emit(AgentReconnecting(attempt=event.attempt, detail=event.detail))
         elif event.kind == "agent_connected" and event.attempt > 0:
-            self.bus.emit(AgentConnected(agent=self.endpoint.describe(), attempt=event.attempt))
+            took = self._bridge.stats.connect_s if self._bridge is not None else None
+            self.bus.emit(
+                AgentConnected(agent=self.endpoint.describe(), attempt=event.attempt, connect_s=took)
+            )
         elif event.kind == "agent_lost":
             self._bridge_lost.set()
+        elif event.kind == "audio_stopped" and self._audio_guard is not None:
+            self._audio_guard.notify(event.detail)
+        elif event.kind == "recording_stopped":
+            self.bus.emit(RecordingStopped(detail=event.detail))
 
     def _emit_stats(self) -> None:
         if self._bridge is not None:
@@ -271,6 +312,8 @@ class BotSession:
         return Outcome(exit_code, code)
 
     async def _leave(self) -> None:
+        if self._audio_guard is not None:
+            await self._audio_guard.close()
         if self._bridge is not None:
             await self._bridge.close()
         if self._platform is not None:
@@ -285,6 +328,8 @@ class BotSession:
                 log.exception("teardown step failed")
 
     async def _bridge_close(self) -> None:
+        if self._audio_guard is not None:
+            await self._audio_guard.close()
         if self._bridge is not None:
             await self._bridge.close()
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from bot.bridge.options import BridgeOptions
     from bot.cluster.launcher import ClusterOptions
     from bot.cluster.worker import WorkerOptions
-    from bot.outbox import DispatcherConfig
+    from bot.outbox import WebhookOptions
     from bot.platforms.base import CallPolicy, JoinPolicy
     from bot.scheduler import SchedulerConfig
 
@@ -49,6 +49,8 @@ class SessionConfig:
                 host_absent_timeout_s=s.call.host_absent_timeout_s,
                 retries=s.call.join_retries,
                 retry_delay_s=s.call.join_retry_delay_s,
+                ui_stuck_s=s.call.ui_stuck_s,
+                network_retry_s=s.call.network_retry_s,
             ),
             call_policy=CallPolicy(
                 alone_after_s=s.call.alone_after_s,
@@ -70,6 +72,7 @@ def peer_options(s: Settings) -> PeerOptions:
         host_addresses=list(a.ice_host_addresses) or None,
         receive_prefetch=a.receive_prefetch,
         jitter_buffer=a.jitter_buffer,
+        codecs=a.codecs,
     )
 
 
@@ -118,6 +121,10 @@ def cluster_options(s: Settings) -> ClusterOptions:
     from bot.cluster.launcher import ClusterOptions
 
     sc = s.scheduler
+    if not sc.broker_url:
+        raise ValueError(
+            "scheduler.broker_url: is required with launcher = celery: set BOT_BROKER_URL=redis://…"
+        )
     return ClusterOptions(
         broker_url=sc.broker_url,
         host_timeout_s=sc.host_timeout_s,
@@ -150,11 +157,12 @@ def worker_options(s: Settings) -> WorkerOptions:
     )
 
 
-def webhook_delivery_config(s: Settings) -> DispatcherConfig:
-    """`serve`'s durable webhooks: signed with webhook.secret, retried on webhook.retry_schedule_s."""
-    from bot.outbox import DispatcherConfig
+def webhook_options(s: Settings) -> WebhookOptions:
+    """The service's durable webhooks: signed with webhook.secret, retried on webhook.retry_schedule_s;
+    webhook.url is the webhook of bots scheduled without their own."""
+    from bot.outbox import WebhookOptions
 
     w = s.webhook
-    return DispatcherConfig(
-        secret=w.secret, retry_schedule_s=tuple(w.retry_schedule_s), timeout_s=w.timeout_s
+    return WebhookOptions(
+        secret=w.secret, retry_schedule_s=tuple(w.retry_schedule_s), timeout_s=w.timeout_s, default_url=w.url
     )

@@ -34,6 +34,8 @@ REGION_BASES: dict[str, str] = {
 REGIONS: tuple[str, ...] = tuple(REGION_BASES)
 # agent.jitter_buffer: ours (plays each packet on arrival, bot/agent/jitter.py) or aiortc's own.
 JITTER_BUFFERS: tuple[str, ...] = ("low-latency", "aiortc")
+# agent.codecs: Opus in mono on the event loop (bot/agent/codecs.py) or aiortc's codec threads.
+CODEC_PATHS: tuple[str, ...] = ("inline", "aiortc")
 # Settings whose environment variable is not BOT_<SECTION>_<KEY> (kept from before the section existed).
 ENV_NAMES: dict[tuple[str, str], str] = {
     ("scheduler", "db_url"): "BOT_DB_URL",
@@ -74,6 +76,7 @@ class AgentSection:
     ice_host_addresses: list[str] = field(default_factory=list)
     receive_prefetch: int = 1  # only with jitter_buffer = "aiortc"
     jitter_buffer: str = "low-latency"  # or "aiortc" (aiortc's own buffer, holds receive_prefetch packets)
+    codecs: str = "inline"  # or "aiortc" (aiortc's codec threads, stereo)
 
 
 @dataclass
@@ -358,6 +361,8 @@ def _validate(s: Settings, require_key: bool) -> None:
         fail("agent.receive_prefetch", "must be between 0 and 15 packets")
     if a.jitter_buffer not in JITTER_BUFFERS:
         fail("agent.jitter_buffer", f"must be one of {', '.join(JITTER_BUFFERS)} (got {a.jitter_buffer!r})")
+    if a.codecs not in CODEC_PATHS:
+        fail("agent.codecs", f"must be one of {', '.join(CODEC_PATHS)} (got {a.codecs!r})")
     for url in a.ice_servers:
         if not url.startswith(("stun:", "turn:", "turns:")):
             fail("agent.ice_servers", f"{url!r} must start with stun:, turn: or turns:")
@@ -410,8 +415,8 @@ def _validate(s: Settings, require_key: bool) -> None:
         fail("scheduler.launcher", f"must be one of {', '.join(LAUNCHERS)} (got {sc.launcher!r})")
     if sc.broker_url and not sc.broker_url.startswith(("redis://", "rediss://", "redis+socket://")):
         fail("scheduler.broker_url", "must be a Redis URL such as redis://redis:6379/0")
-    if sc.launcher == "celery" and not sc.broker_url:
-        fail("scheduler.broker_url", "is required with launcher = celery: set BOT_BROKER_URL=redis://…")
+    # broker_url is checked where it is used (serve's cluster_options, the worker's worker_options): a bot
+    # on a worker host reads the same settings without the service's broker (its URL never reaches a bot).
     if sc.host_timeout_s <= 0:
         fail("scheduler.host_timeout_s", "must be a positive number of seconds")
     if not 0 <= sc.relaunch_attempts <= 10:

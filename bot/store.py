@@ -1,14 +1,18 @@
 """Bot records in the scheduler's database: request, state, events, end reason, exit code, timings.
 
 One table of bots and one of their events, in the same database as APScheduler's job store (a SQLite file
-by default, PostgreSQL by URL). State changes are conditional updates (`UPDATE … WHERE state IN (…)`), so
-two schedulers, or a restart racing a late job, can never start the same bot twice. The Millis key is never
-part of a request and so never reaches this database.
+by default, PostgreSQL by URL), and the webhook outbox beside them (`bot.outbox`: an event of a bot with a
+webhook is queued in the transaction that stores it). State changes are conditional updates
+(`UPDATE … WHERE state IN (…)`), so two schedulers, or a restart racing a late job, can never start the
+same bot twice. The Millis key is never part of a request and so never reaches this database.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +40,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -218,14 +222,27 @@ def safe_db_url(url: str) -> str:
         return "(unparseable database URL)"
 
 
+# `serve` runs the API's store calls on up to DB_THREADS threads (bot.api) beside its event loop, which
+# uses the same engine (the scheduler's claims, the webhook dispatcher, APScheduler's job store): the pool
+# keeps a connection for each of them and some to spare, so no caller waits for one another holds.
+DB_THREADS = 8
+POOL_SIZE = DB_THREADS + 4
+# A pooled connection unused for longer than this is pinged before it is handed out (one round trip) and
+# replaced if the server closed it meanwhile (a restart, an idle timeout). One in steady use is not:
+# `pool_pre_ping` paid that round trip on every checkout, i.e. on every store call.
+PING_IDLE_S = 1.0
+
+
 def make_engine(url: str) -> Engine:
     """An engine for a SQLite file (its folder is created; WAL so readers never block the service) or
     PostgreSQL."""
     parsed = make_url(normalize_db_url(url))
     if parsed.get_backend_name() == "sqlite":
+        pool: dict[str, Any] = {}
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, connect_args={"timeout": 30})
+            pool = {"pool_size": POOL_SIZE, "max_overflow": POOL_SIZE}
+        engine = create_engine(parsed, connect_args={"timeout": 30}, **pool)
 
         @event.listens_for(engine, "connect")
         def _pragmas(conn: Any, _record: Any) -> None:
@@ -235,7 +252,25 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(parsed, pool_pre_ping=True)
+    engine = create_engine(parsed, pool_size=POOL_SIZE, max_overflow=POOL_SIZE, pool_use_lifo=True)
+    _ping_when_idle(engine, PING_IDLE_S)
+    return engine
+
+
+def _ping_when_idle(engine: Engine, idle_s: float) -> None:
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        last = record.info.get("checked_in_at")  # none: a new connection
+        if last is None or time.monotonic() - last < idle_s:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as e:
+            raise DisconnectionError(f"a pooled connection was closed: {e}") from e  # the pool reconnects
 
 
 def new_bot_id() -> str:
@@ -243,8 +278,9 @@ def new_bot_id() -> str:
 
 
 class BotStore:
-    """Queries and conditional state changes on bot records. Synchronous: each call is one short
-    transaction, cheap enough to run on the service's event loop."""
+    """Queries and conditional state changes on bot records. Synchronous and thread-safe: each call is one
+    short transaction on a connection of its own (the API runs them on threads, the service's own on its
+    event loop)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -254,17 +290,44 @@ class BotStore:
         # The webhook outbox shares this database and each event's transaction: an event of a bot with a
         # webhook_url is stored and queued for delivery at once or not at all, whichever process records
         # it (the service, a worker host, a CLI client). Imported here: it builds on this module's tables.
-        from bot.outbox import WebhookOutbox
+        from bot.outbox import DeliveryRow, WebhookOutbox
 
         self.outbox = WebhookOutbox(engine)
-        # Told after each event row is added (the service wakes its webhook dispatcher).
-        self.on_event: Callable[[], None] | None = None
+        self._delivery_row = DeliveryRow
+        # Told after each commit that queued a webhook delivery (the service wakes its dispatcher; not for
+        # the events of bots without a webhook: each wake costs it a query).
+        self.on_event = None
+        event.listen(self._sessions, "after_commit", self._after_commit)
+
+    @property
+    def on_event(self) -> Callable[[], None] | None:
+        return self._on_event
+
+    @on_event.setter
+    def on_event(self, callback: Callable[[], None] | None) -> None:
+        """Set on the event loop `callback` belongs to (if any): a commit in another thread (the API runs
+        store calls on threads) hands the call to that loop."""
+        self._on_event = callback
+        try:
+            self._on_event_loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._on_event_loop = None
 
     def _add_event(self, s: Session, row: EventRow) -> None:
         s.add(row)
         self.outbox.on_event_row(s, row)
-        if self.on_event is not None:
-            self.on_event()
+        if any(isinstance(new, self._delivery_row) for new in s.new):
+            s.info["webhook_queued"] = True
+
+    def _after_commit(self, s: Session) -> None:
+        callback, loop = self._on_event, self._on_event_loop
+        if not s.info.pop("webhook_queued", False) or callback is None:
+            return
+        if loop is None or asyncio._get_running_loop() is loop:
+            callback()
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(callback)
 
     def create(
         self,
@@ -327,7 +390,7 @@ class BotStore:
         """Every state with its number of bots (0 included), in one query."""
         counts = dict.fromkeys(BotState, 0)
         with self._sessions() as s:
-            for state, n in s.execute(select(BotRow.state, func.count()).group_by(BotRow.state)).tuples():
+            for state, n in s.execute(select(BotRow.state, func.count()).group_by(BotRow.state)):
                 counts[BotState(state)] = int(n)
         return counts
 
@@ -405,6 +468,14 @@ def _add_new_columns(engine: Engine) -> None:
                 # Another process (the service, a worker) added it at the same moment.
                 if column.name not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
                     raise
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """True for an error that means the database cannot be reached now (down, restarting, connection
+    lost), as opposed to a bad query or a broken constraint: worth retrying once it is back."""
+    if isinstance(error, OperationalError | InterfaceError):
+        return True
+    return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
 
 
 def _service_event(kind: str, at: dt.datetime, **data: Any) -> dict[str, Any]:

@@ -2,15 +2,26 @@
 `meeting-bot serve` with scheduler.launcher = celery, and worker hosts, each `meeting-bot worker` in its own
 network namespace (tests/netns.py) reaching the servers over that network, never through 127.0.0.1.
 
+With `meetings=True` real bots can join too (`Meetings`, `RealCall`): a Meet/Zoom replica and the agent
+stand-in listen on the bridge address, each host's bots get the environment that points them there (host
+mapping, certificate trust, ICE on the host's own address), and a bot scheduled with metadata `mode=real`
+is the real `join` (tests/cluster_bot.py); the others stay the quick tests/fake_join.py. A bot's Xvfb and
+PulseAudio are its own children, so they start inside its host's namespace.
+
+Each host has its own temporary directory (TMPDIR of its worker and bots): a power cut wipes it, as a
+reboot does, since nothing on the host is left to clean up.
+
 Every process is started and stopped by its own handle; `Cluster.close()` checks that no process is left
 in a host's namespace before deleting it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import os
+import re
 import select
 import shutil
 import signal
@@ -18,21 +29,45 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
+from bot.procs import descendants
 from bot.testing.postgres import pg_bin
+from tests.bridge_support import KEY
 from tests.netns import Host, VirtualNetwork
 from tests.scheduler_support import FAKE_JOIN, MEET_URL
+
+if TYPE_CHECKING:
+    from bot.testing.agent import CallRecord, StandInAgent
+    from bot.testing.participant import Participant
+    from bot.testing.replica.server import ReplicaServer
+
+CLUSTER_BOT = Path(__file__).with_name("cluster_bot.py")  # real bots beside fake ones (meetings=True)
 
 TOKEN = "cluster-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TERMINAL = {"ended", "failed", "missed", "cancelled", "crashed"}
 RUNNING = {"starting", "joining", "awaiting_admission", "in_call"}
+
+
+# Processes a module-scoped cluster keeps across its tests and stops itself (conftest's no_leftovers leaves
+# them alone): single processes (the service, the workers: their bots are still checked), and trees (a
+# database server with the backend it forks per connection).
+KEPT_PIDS: set[int] = set()
+KEPT_TREES: set[int] = set()
+
+
+def kept_processes() -> set[int]:
+    kept = set(KEPT_PIDS)
+    for root in KEPT_TREES:
+        kept |= {root, *descendants(root)}
+    return kept
 
 
 def _as_postgres_user() -> dict[str, Any]:
@@ -105,6 +140,7 @@ class NetworkPostgres:
             ],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.base, **drop,
         )  # fmt: skip
+        KEPT_TREES.add(self.proc.pid)
 
         def ready() -> bool:
             assert self.proc is not None
@@ -128,6 +164,8 @@ class NetworkPostgres:
 
     def close(self) -> None:
         _stop(self.proc, signal.SIGINT)
+        if self.proc is not None:
+            KEPT_TREES.discard(self.proc.pid)
         self.proc = None
         shutil.rmtree(self.base, ignore_errors=True)
 
@@ -156,6 +194,7 @@ class RedisServer:
             ],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
+        KEPT_PIDS.add(self.proc.pid)
 
         def ready() -> bool:
             assert self.proc is not None
@@ -176,6 +215,8 @@ class RedisServer:
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         _stop(self.proc, sig)
+        if self.proc is not None:
+            KEPT_PIDS.discard(self.proc.pid)
         self.proc = None
 
     def close(self) -> None:
@@ -195,10 +236,12 @@ class WorkerProcess:
         drain: str = "finish",
         bot_command: str = f"{sys.executable} {FAKE_JOIN}",
         log_dir: Path | None = None,
+        tmp_dir: Path | None = None,
     ) -> None:
         self.host, self.name, self.env = host, name, env
         self.capacity, self.drain, self.bot_command = capacity, drain, bot_command
         self.log_dir = log_dir
+        self.tmp_dir = tmp_dir  # the host's own temporary directory (its TMPDIR), wiped by a power cut
         self.proc: subprocess.Popen[str] | None = None
         self.starts = 0
 
@@ -209,6 +252,9 @@ class WorkerProcess:
     def start(self, timeout: float = 60) -> WorkerProcess:
         self.starts += 1
         env = {**self.env, "PYTHONUNBUFFERED": "1"}
+        if self.tmp_dir:
+            self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            env["TMPDIR"] = str(self.tmp_dir)
         if self.runs_log:
             env["FAKE_JOIN_LOG"] = str(self.runs_log)
         stderr: Any = subprocess.DEVNULL
@@ -227,6 +273,7 @@ class WorkerProcess:
         finally:
             if stderr is not subprocess.DEVNULL:
                 stderr.close()
+        KEPT_PIDS.add(self.proc.pid)
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
         while True:
@@ -243,30 +290,306 @@ class WorkerProcess:
         self.proc.send_signal(sig)
 
     def power_cut(self) -> list[int]:
-        """SIGKILLs every process of the host at once (a power cut); returns their pids."""
+        """SIGKILLs every process of the host at once (a power cut); returns their pids. What they left in
+        the host's temporary directory is wiped, as a reboot would (nothing of the host is left to clean
+        up), and so are the X display locks of its killed Xvfb servers (Xvfb keeps them in /tmp)."""
         pids = self.host.pids()
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         if self.proc is not None:
             self.proc.wait(timeout=30)
+            KEPT_PIDS.discard(self.proc.pid)
+            if self.proc.stdout:
+                self.proc.stdout.close()
+        self.proc = None
+        wait_until(lambda: not any(map(_alive, pids)), 10, "the killed processes")
+        if self.tmp_dir is not None:
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        _remove_display_locks(set(pids))
         return pids
 
     def stop(self, sig: int = signal.SIGQUIT, timeout: float = 60) -> None:
         """Stops the worker (default: cold shutdown, every bot leaves now) and waits for it."""
         if self.proc is not None:
             _stop(self.proc, sig, timeout)
+            KEPT_PIDS.discard(self.proc.pid)
             if self.proc.stdout:
                 self.proc.stdout.close()
         self.proc = None
 
 
+def _alive(pid: int) -> bool:
+    """Whether the process exists and is not a zombie (one whose parent died too may stay unreaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _remove_display_locks(pids: set[int]) -> None:
+    """Removes /tmp/.X<n>-lock and its socket for the displays whose Xvfb was one of `pids` (killed)."""
+    for lock in Path("/tmp").glob(".X*-lock"):
+        match = re.fullmatch(r"\.X(\d+)-lock", lock.name)
+        try:
+            owner = int(lock.read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if match and owner in pids:
+            Path(f"/tmp/.X11-unix/X{match.group(1)}").unlink(missing_ok=True)
+            lock.unlink(missing_ok=True)
+
+
+T = TypeVar("T")
+
+
+class Meetings:
+    """The meeting side of real bots on the hosts: a Meet/Zoom replica and the agent stand-in, in this
+    process on an event loop of their own (a thread), both listening on `address` (the bridge's), with the
+    stand-in's ICE on that address too. Simulated people (`Participant`, headless, in this machine's
+    network) join the replica's rooms on the same loop. `run(coro)` runs a coroutine there."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="cluster-meetings", daemon=True)
+        self.replica: ReplicaServer | None = None
+        self.agent: StandInAgent | None = None
+
+    def start(self) -> Meetings:
+        from bot.agent.peer import PeerOptions
+        from bot.testing.agent import StandInAgent
+        from bot.testing.replica.server import ReplicaServer
+
+        self._thread.start()
+
+        async def start() -> None:
+            self.replica = ReplicaServer(host=self.address)
+            await self.replica.start()
+            self.agent = StandInAgent(
+                KEY,
+                host=self.address,
+                peer_options=PeerOptions(ice_servers=[], host_addresses=[self.address]),
+            )
+            await self.agent.start()
+
+        try:
+            self.run(start())
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def bot_env(self, host: Host) -> dict[str, str]:
+        """What a real bot on `host` needs to reach the replica and the stand-in over the network."""
+        from bot.testing.local_env import local_bot_env
+
+        assert self.replica is not None and self.agent is not None
+        return {**local_bot_env(self.replica, self.agent, KEY), "BOT_AGENT_ICE_HOST_ADDRESSES": host.address}
+
+    def close(self) -> None:
+        async def stop() -> None:
+            if self.agent is not None:
+                await self.agent.close()
+            if self.replica is not None:
+                await self.replica.close()
+
+        if self._thread.is_alive():
+            try:
+                self.run(stop(), timeout=30)
+            finally:
+                self.loop.call_soon_threadsafe(self.loop.stop)
+                self._thread.join(10)
+        self.loop.close()
+
+
+def window_levels(samples: Any, hz: float, step_s: float = 0.1) -> list[tuple[float, bool]]:
+    """(level in dBFS, whether `hz` dominates) of each `step_s` window of mono float32 48 kHz `samples`."""
+    from bot.audio.analysis import dominant_frequency, rms_dbfs
+    from bot.audio.pcm import SAMPLE_RATE
+    from bot.testing.participant import to_pcm
+
+    n = int(SAMPLE_RATE * step_s)
+    out = []
+    for i in range(0, len(samples) - n + 1, n):
+        pcm = to_pcm(samples[i : i + n])
+        out.append((rms_dbfs(pcm), abs(dominant_frequency(pcm) - hz) < 25))
+    return out
+
+
+class RealCall:
+    """One real bot in a replica meeting with a simulated person: the person speaks a steady tone the whole
+    time (`person_hz`), the bot's agent is the stand-in's `tone-<agent_hz>` (it answers its own tone while
+    it hears sound), so audio both ways can be checked at any moment. `start()` puts the person in the room
+    and schedules the bot; `close()` takes the person out (end the bot first)."""
+
+    def __init__(
+        self, cluster: Cluster, meeting_id: str, person_hz: float, agent_hz: float, bot_name: str = "Agent"
+    ) -> None:
+        assert cluster.meetings is not None, "Cluster(meetings=True) runs real bots"
+        self.cluster, self.meetings = cluster, cluster.meetings
+        self.meeting_id, self.person_hz, self.agent_hz = meeting_id, person_hz, agent_hz
+        self.bot_name = bot_name
+        self.agent_id = f"tone-{agent_hz:g}"
+        self.person: Participant | None = None
+        self.bot_id = ""
+        self.most_bots_in_room = 0  # the most members named `bot_name` in the call at once
+        self._watch: asyncio.Future[None] | None = None  # on the meetings' loop
+
+    @property
+    def url(self) -> str:
+        return f"https://meet.google.com/{self.meeting_id}"
+
+    def start(self, **schedule: Any) -> RealCall:
+        return start_calls([self], **schedule)[0]
+
+    async def _join_person(self) -> None:
+        from bot.testing.participant import Participant
+
+        assert self.meetings.replica is not None
+        person = Participant(self.meetings.replica, "meet", self.meeting_id, name="Person", host=True)
+        await person.start()
+        self.person = person
+        await person.play_tone(self.person_hz, 3600.0, gain=0.3)
+        self._watch = asyncio.ensure_future(self._watch_room())
+
+    def _schedule(self, **schedule: Any) -> None:
+        self.bot_id = self.cluster.schedule(
+            mode="real", meeting_url=self.url, agent_id=self.agent_id, bot_name=self.bot_name, **schedule
+        )
+
+    async def _watch_room(self) -> None:
+        assert self.meetings.replica is not None
+        room = self.meetings.replica.room("meet", self.meeting_id)
+
+        def count(r: Any) -> bool:
+            here = sum(1 for p in r.in_call() if p.name == self.bot_name)
+            self.most_bots_in_room = max(self.most_bots_in_room, here)
+            return False
+
+        with contextlib.suppress(TimeoutError):
+            await room.wait_until(count, timeout=3600)
+
+    def calls(self) -> list[CallRecord]:
+        """The stand-in's calls of this bot's agent, in order."""
+        assert self.meetings.agent is not None
+        agent = self.meetings.agent
+
+        async def calls() -> list[CallRecord]:
+            return [c for c in agent.calls if c.agent_id == self.agent_id]
+
+        return self.meetings.run(calls())
+
+    def both_ways(self, last_s: float = 1.5) -> tuple[float, float, float]:
+        """(what the agent heard lately, what the person heard lately: dominant Hz, and its dBFS)."""
+        from bot.audio.analysis import dominant_frequency, rms_dbfs
+        from bot.testing.participant import to_pcm
+
+        assert self.person is not None
+        person = self.person
+        calls = self.calls()
+
+        async def person_heard() -> bytes:
+            now = await person.clock()
+            return to_pcm((await person.heard_since(now - last_s))[1])
+
+        agent_heard = bytes(calls[-1].heard[-int(96_000 * last_s) :]) if calls else b""
+        heard = self.meetings.run(person_heard())
+        return dominant_frequency(agent_heard), dominant_frequency(heard), rms_dbfs(heard)
+
+    def hears_both_ways(self, timeout: float = 20) -> tuple[float, float, float]:
+        """Waits until the agent hears the person's tone and the person the agent's; returns `both_ways()`."""
+        last: tuple[float, float, float] = (0.0, 0.0, -120.0)
+
+        def ok() -> bool:
+            nonlocal last
+            last = self.both_ways()
+            agent_hz, person_hz, level = last
+            return abs(agent_hz - self.person_hz) < 15 and abs(person_hz - self.agent_hz) < 15 and level > -45
+
+        try:
+            wait_until(ok, timeout, "audio both ways", every=0.5)
+        except AssertionError:
+            raise AssertionError(
+                f"bot {self.bot_id}: no audio both ways within {timeout:g} s: the agent heard "
+                f"{last[0]:.0f} Hz (want {self.person_hz:g}), the person {last[1]:.0f} Hz at "
+                f"{last[2]:.0f} dBFS (want {self.agent_hz:g}); {self.cluster.bot(self.bot_id)}"
+            ) from None
+        return last
+
+    def agent_heard_again(self, cut: float, timeout: float) -> float:
+        """After a cut at `cut` (time.time()): the first moment the person hears the agent's tone again
+        after at least a second without it (time.time() seconds)."""
+        assert self.person is not None
+        person = self.person
+
+        async def heard() -> tuple[float, Any]:
+            return await person.heard_since(person.page_time(cut))
+
+        def back() -> float | None:
+            start, samples = self.meetings.run(heard())
+            quiet = 0
+            for i, (level, tone) in enumerate(window_levels(samples, self.agent_hz)):
+                if level > -45 and tone and quiet >= 10:
+                    return person.wall_time(start + i * 0.1)
+                quiet = 0 if (level > -45 and tone) else quiet + 1
+            return None
+
+        found: float = wait_until(
+            back, timeout, f"the person hearing bot {self.bot_id}'s agent again", every=0.5
+        )
+        return found
+
+    def close(self) -> None:
+        if self._watch is not None:
+            self.meetings.loop.call_soon_threadsafe(self._watch.cancel)
+        if self.person is not None:
+            self.meetings.run(self.person.close())
+            self.person = None
+
+
+def start_calls(calls: list[RealCall], **schedule: Any) -> list[RealCall]:
+    """Puts each call's person in its room (all at once), then schedules each real bot. On an error the
+    people who joined leave again."""
+    if not calls:
+        return calls
+    meetings = calls[0].meetings
+
+    async def join_all() -> None:
+        results = await asyncio.gather(*(c._join_person() for c in calls), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    try:
+        meetings.run(join_all())
+    except BaseException:
+        for c in calls:
+            c.close()
+        raise
+    for c in calls:
+        c._schedule(**schedule)
+    return calls
+
+
 class Cluster:
     """The whole setup; see the module's docstring. `start()`/`close()`."""
 
-    def __init__(self, hosts: int = 3, capacity: int = 2, host_timeout_s: float = 5.0, **env: str) -> None:
+    def __init__(
+        self,
+        hosts: int = 3,
+        capacity: int = 2,
+        host_timeout_s: float = 5.0,
+        meetings: bool = False,
+        **env: str,
+    ) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="bot-cluster-"))
         self.net = VirtualNetwork(hosts)
+        self.meetings = Meetings(self.net.address) if meetings else None
         self.capacity = capacity
         self.host_timeout_s = host_timeout_s
         self.extra_env = env
@@ -295,14 +618,15 @@ class Cluster:
     def start(self) -> Cluster:
         try:
             self.net.start()
+            if self.meetings is not None:
+                self.meetings.start()
             self.pg = NetworkPostgres(self.net.address, str(self.net.subnet)).start()
             self.db_url = self.pg.create_database("bots")
             self.redis = RedisServer(self.net.address).start()
             self._start_serve()
             names = [f"w{i + 1}" for i in range(len(self.net.hosts))]
             self.workers = [
-                WorkerProcess(host, name, self.env(), self.capacity, log_dir=self.tmp)
-                for host, name in zip(self.net.hosts, names, strict=True)
+                self._worker(host, name) for host, name in zip(self.net.hosts, names, strict=True)
             ]
             for w in self.workers:
                 w.start()
@@ -310,6 +634,23 @@ class Cluster:
             self.close()
             raise
         return self
+
+    def _worker(self, host: Host, name: str) -> WorkerProcess:
+        env, command = self.env(), f"{sys.executable} {FAKE_JOIN}"
+        if self.meetings is not None:
+            env.update(self.meetings.bot_env(host))
+            env["BOT_BOT_ARTIFACTS_DIR"] = str(self.tmp / name / "artifacts")
+            command = f"{sys.executable} {CLUSTER_BOT}"
+        return WorkerProcess(
+            host,
+            name,
+            env,
+            self.capacity,
+            bot_command=command,
+            log_dir=self.tmp,
+            # Its own, directly in the temporary directory: Chromium's socket paths in it must stay short.
+            tmp_dir=Path(tempfile.mkdtemp(prefix=f"mb{name}-")),
+        )
 
     def _start_serve(self) -> None:
         env = {**self.env(), "BOT_API_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
@@ -321,6 +662,7 @@ class Cluster:
             )  # fmt: skip
         finally:
             log.close()
+        KEPT_PIDS.add(self.serve.pid)
         assert self.serve.stdout is not None
         line = self.serve.stdout.readline()
         if not line.startswith("serving on http://"):
@@ -335,8 +677,10 @@ class Cluster:
         if self.api is not None:
             self.api.close()
         _stop(self.serve)
-        if self.serve is not None and self.serve.stdout:
-            self.serve.stdout.close()
+        if self.serve is not None:
+            KEPT_PIDS.discard(self.serve.pid)
+            if self.serve.stdout:
+                self.serve.stdout.close()
         for host in self.net.hosts:
             left = host.pids()
             if left:
@@ -348,7 +692,12 @@ class Cluster:
             self.redis.close()
         if self.pg is not None:
             self.pg.close()
+        if self.meetings is not None:
+            self.meetings.close()
         self.net.close()
+        for w in self.workers:
+            if w.tmp_dir is not None:
+                shutil.rmtree(w.tmp_dir, ignore_errors=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
         if errors:
             raise AssertionError("; ".join(errors))

@@ -1,4 +1,5 @@
-"""Shared fixtures. Every test is checked for leftovers: child processes and the bot's temporary dirs."""
+"""Shared fixtures. Every test is checked for leftovers: child processes, the bot's temporary dirs, and the
+network namespaces and links the tests make (tests/netns.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from bot.audio import AudioDevices
 from bot.procs import descendants
 from bot.testing.agent import StandInAgent
 from tests.bridge_support import KEY
+from tests.cluster_support import kept_processes
+from tests.netns import leftover_names
 from tests.replica_fixtures import bot_audio, bot_browser, make_participant, replica  # noqa: F401
 
 _TMP_PREFIXES = ("bot-pulse-", "bot-browser-", "bot-session-", "bot-agent-", "bot-replica-", "bot-display-")
@@ -25,15 +28,19 @@ def bot_temp_dirs() -> set[str]:
 
 @pytest.fixture(autouse=True)
 def no_leftovers() -> Iterator[None]:
-    """Fails a test that leaves a child process or a bot temporary directory behind."""
+    """Fails a test that leaves a child process, a bot temporary directory or a network namespace or link
+    behind. (Processes a module-scoped fixture keeps across its tests and stops itself, such as a cluster's
+    servers and worker hosts, are its own: `tests.cluster_support.kept_processes`.)"""
     before_pids = descendants()
     before_dirs = bot_temp_dirs()
+    before_net = leftover_names()
     yield
     deadline = time.monotonic() + 5
     while True:
-        left = descendants() - before_pids
+        left = descendants() - before_pids - kept_processes()
         dirs = bot_temp_dirs() - before_dirs
-        if not left and not dirs:
+        net = leftover_names() - before_net
+        if not left and not dirs and not net:
             return
         if time.monotonic() > deadline:
             break
@@ -44,7 +51,10 @@ def no_leftovers() -> Iterator[None]:
             names[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:120]
         except OSError:
             names[pid] = b"?"
-    pytest.fail(f"test left behind processes {names} and temporary dirs {sorted(dirs)}")
+    pytest.fail(
+        f"test left behind processes {names}, temporary dirs {sorted(dirs)} "
+        f"and network namespaces or links {sorted(net)}"
+    )
 
 
 @pytest.fixture

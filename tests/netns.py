@@ -105,6 +105,17 @@ class VirtualNetwork:
             raise
         return self
 
+    def cut(self, host: Host) -> None:
+        """Breaks the path to `host`: its link to the bridge goes down, packets to and from it are lost
+        (no error reaches either side, as when a network path fails). `restore()` brings it back."""
+        _ip("link", "set", self._outside(host), "down")
+
+    def restore(self, host: Host) -> None:
+        _ip("link", "set", self._outside(host), "up")
+
+    def _outside(self, host: Host) -> str:
+        return f"{self.tag}v{self.hosts.index(host) + 1}"
+
     def close(self) -> None:
         """Deletes every namespace, veth and the bridge this network made (a veth goes with its peer)."""
         errors = []

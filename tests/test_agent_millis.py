@@ -99,7 +99,9 @@ async def test_exchange_returns_the_agents_answer(agent: StandInAgent) -> None:
     finally:
         await pc.close()
     assert answer.startswith("v=0") and "a=candidate" in answer
-    assert agent.requests == [{"auth": "raw", "agent_id": "echo", "status": 200}]
+    assert [{k: r[k] for k in ("auth", "agent_id", "status")} for r in agent.requests] == [
+        {"auth": "raw", "agent_id": "echo", "status": 200}
+    ]
 
 
 async def test_wrong_key_fails_fast_with_one_bearer_retry(agent: StandInAgent) -> None:

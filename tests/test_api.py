@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,8 @@ import httpx
 import pytest
 import uvicorn
 
-from bot.api import create_app
+from bot.api import create_app, listen_socket
+from bot.outbox import WebhookOptions
 from bot.scheduler import BotService, SchedulerConfig
 from tests.scheduler_support import MEET_URL, fake_launcher, wait_for
 
@@ -30,8 +30,12 @@ class _Server(uvicorn.Server):
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    service = BotService(SchedulerConfig(db_url=f"sqlite:///{tmp_path / 'bots.db'}"), fake_launcher())
-    sock = socket.create_server(("127.0.0.1", 0))
+    service = BotService(
+        SchedulerConfig(db_url=f"sqlite:///{tmp_path / 'bots.db'}"),
+        fake_launcher(),
+        webhooks=WebhookOptions(secret="hook-secret-0123456789"),
+    )
+    sock = listen_socket("127.0.0.1", 0)
     server = _Server(uvicorn.Config(create_app(service, TOKEN), log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     await wait_for(lambda: server.started or task.done(), 30, "the API server")
@@ -80,8 +84,11 @@ async def test_every_route_but_health_needs_the_token(
 ) -> None:
     calls = [
         client.post("/bots", json=body(), headers=headers),
+        # The token is checked before the body is read: a malformed body is no 422 without it.
+        client.post("/bots", content=b"{", headers={**headers, "Content-Type": "application/json"}),
         client.get("/bots", headers=headers),
         client.get("/bots/abc", headers=headers),
+        client.get("/bots/abc/events", headers=headers),
         client.delete("/bots/abc", headers=headers),
     ]
     for r in await asyncio.gather(*calls):
@@ -202,7 +209,14 @@ async def test_delete_makes_a_running_bot_leave(client: httpx.AsyncClient) -> No
 
 async def test_openapi_schema_documents_the_api(client: httpx.AsyncClient) -> None:
     schema = (await client.get("/openapi.json")).json()
-    assert set(schema["paths"]) == {"/health", "/bots", "/bots/{bot_id}"}
+    assert set(schema["paths"]) == {
+        "/health",
+        "/metrics",
+        "/hosts",
+        "/bots",
+        "/bots/{bot_id}",
+        "/bots/{bot_id}/events",
+    }
     assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert "security" not in schema["paths"]["/health"]["get"]
     assert {"401", "404", "409"} <= set(schema["paths"]["/bots/{bot_id}"]["delete"]["responses"])

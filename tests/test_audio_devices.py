@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 
 import pulsectl
 import pytest
@@ -144,3 +146,49 @@ async def test_frame_queue_drops_oldest_and_counts() -> None:
     assert [(await q.get()).data for _ in range(3)] == [b"\x02", b"\x03", b"\x04"]
     q.put(PcmFrame(silence(0.02), 0.0))
     assert q.clear() == 1
+
+
+async def test_frame_queue_waits_wake_and_time_out() -> None:
+    q = FrameQueue(3)
+    t0 = asyncio.get_running_loop().time()
+    assert await q.get_within(0.05) is None  # nothing came: None after the timeout
+    assert asyncio.get_running_loop().time() - t0 >= 0.04
+    waiters = [asyncio.create_task(q.get()), asyncio.create_task(q.get_within(5))]
+    await asyncio.sleep(0)
+    q.put(PcmFrame(b"\x01", 0.0))
+    q.put(PcmFrame(b"\x02", 0.0))
+    assert sorted(f.data for f in await asyncio.gather(*waiters) if f is not None) == [b"\x01", b"\x02"]
+    late = asyncio.create_task(q.get_within(5))
+    await asyncio.sleep(0)
+    q.end()
+    assert await late is None and q.ended
+    assert [f async for f in q] == []  # an ended, drained queue ends iteration
+
+
+async def test_capture_delivers_whole_frames_once_each_and_ends_with_parec(devices: AudioDevices) -> None:
+    # parec's output reaches us over loopback TCP with a receive low-water mark: one wake per frame.
+    b = devices.browser
+    capture = PcmCapture(b.server, devices.meeting_monitor)
+    player = PcmPlayback(b.server, b.sink)
+    await capture.start()
+    await player.start()
+    await wait_for_streams(b.server, (capture.pid, player.pid))
+    await devices.reclock()
+    writer = asyncio.create_task(player.write(tone(440, 2.0)))
+    try:
+        await asyncio.sleep(0.3)
+        capture.discard_backlog()
+        frames = [await asyncio.wait_for(capture.queue.get(), 2) for _ in range(40)]
+        assert all(len(f.data) == 1920 for f in frames)
+        assert abs(dominant_frequency(b"".join(f.data for f in frames)) - 440) < 5
+        # Frames are stamped as they complete: 40 of them span about 0.8 s of arrival times.
+        assert 0.5 < frames[-1].at - frames[0].at < 1.5
+    finally:
+        writer.cancel()
+        await player.close()
+    assert capture.pid is not None
+    os.kill(capture.pid, signal.SIGTERM)  # parec goes away: the source ends once drained
+    async with asyncio.timeout(5):
+        async for _ in capture:
+            pass
+    await capture.close()

@@ -371,12 +371,47 @@ async def test_agent_audio_far_behind_is_dropped_oldest_first_and_counted() -> N
         assert rig.bridge.stats.trimmed_in == 0
 
 
-async def test_playback_failure_loses_the_agent() -> None:
-    async with bridged(MemoryAgent(MemoryCall(echo=False))) as rig:
+async def test_failed_audio_is_reported_then_replaced_while_the_agent_stays() -> None:
+    # The devices' owner (the session's audio guard) rebuilds them; the agent session is not touched.
+    async with bridged(MemoryAgent()) as rig:
         rig.sink.broken = BrokenPipeError("pacat is gone")
+        rig.source.end()
         rig.agent.calls[0].say(numbered(0))
-        await asyncio.wait_for(rig.bridge.wait_lost(), 0.5)
-        assert "playback stopped: pacat is gone" in rig.events.seen[-1].detail
+        await until(lambda: kinds(rig.events).count("audio_stopped") == 2)
+        details = [e.detail for e in rig.events.seen if e.kind == "audio_stopped"]
+        assert any("playback stopped: pacat is gone" in d for d in details), details
+        assert not rig.bridge.lost
+        source, sink = FrameQueue(100), MemorySink()
+        await rig.bridge.replace_audio(source, sink)
+        speak(source, [numbered(i) for i in range(1, 4)])
+        await until(lambda: [number_of(p) for p in sink.loud] == [1, 2, 3])
+        assert len(rig.agent.calls) == 1 and not rig.bridge.lost
+
+
+async def test_a_recording_that_cannot_be_written_stops_and_the_call_goes_on(tmp_path: Path) -> None:
+    async with bridged(MemoryAgent(), record_dir=tmp_path) as rig:
+        assert rig.bridge._recorders is not None
+        for recorder in rig.bridge._recorders:
+            recorder._wav._file = _FullDisk()  # type: ignore[union-attr]  # the disk fills up
+        await until(lambda: len(rig.agent.calls[0].heard) >= 1)
+        speak(rig.source, [numbered(i) for i in range(3)])
+        await until(lambda: [number_of(p) for p in rig.sink.loud] == [0, 1, 2])
+        stopped = [e for e in rig.events.seen if e.kind == "recording_stopped"]
+        assert len(stopped) == 1 and "No space left on device" in stopped[0].detail
+        assert not rig.bridge.lost
+
+
+class _FullDisk:
+    """A file whose every write fails as on a full disk."""
+
+    def write(self, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    def flush(self) -> None:
+        raise OSError(28, "No space left on device")
+
+    def tell(self) -> int:
+        return 0
 
 
 async def test_the_agent_hears_silence_once_the_meeting_audio_ends() -> None:

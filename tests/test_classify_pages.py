@@ -43,8 +43,21 @@ async def test_every_saved_page_reads_as_the_screen_its_name_says() -> None:
             if reading.screen != expected:
                 snap = reading.summary()
                 seen = {k: snap[k] for k in ("texts", "buttons", "title", "url")}
-                wrong.append(f"{page.parent.name}/{page.name}: read as {reading.screen}, not {expected} ({seen})")
+                name = f"{page.parent.name}/{page.name}"
+                wrong.append(f"{name}: read as {reading.screen}, not {expected} ({seen})")
     assert not wrong, "\n".join(wrong)
+
+
+async def test_zoom_microphone_state_comes_from_more_than_one_cue() -> None:
+    """The in-call audio button in its three forms, microphone on: "mute my microphone", "Mute", and
+    aria-label="audio" (only the icon and the word under the button tell)."""
+    async with PageReader() as reader:
+        for labels, decided_by in (("sentence", "label"), ("short", "label"), ("audio", "text")):
+            page = PAGES / "zoom" / f"in_call--audio-labels-{labels}.html"
+            snap = (await reader.read("zoom", [Document.read(page)])).snapshot
+            assert snap.audio_state == "unmuted", (labels, snap.audio_cues)
+            assert snap.audio_cues[decided_by] == "unmuted" and snap.audio_cues["icon"] == "unmuted"
+            assert (snap.audio_cues["label"] is None) is (labels == "audio")
 
 
 def test_classify_page_command_prints_the_screen(tmp_path: Path) -> None:

@@ -20,9 +20,19 @@ def gone(*paths: Path) -> bool:
     return not any(p.exists() for p in paths)
 
 
-def x_files(number: int) -> list[Path]:
-    """The server's socket and lock file (with -displayfd Xvfb makes no lock file: the socket is the lock)."""
-    return [Path(f"/tmp/.X11-unix/X{number}"), Path(f"/tmp/.X{number}-lock")]
+def socket_id(number: int) -> int | None:
+    """The inode of display `number`'s socket, None when there is none."""
+    try:
+        return Path(f"/tmp/.X11-unix/X{number}").stat().st_ino
+    except FileNotFoundError:
+        return None
+
+
+def socket_gone(number: int, ours: int | None) -> bool:
+    """Our server's socket is gone (another bot's server may already use the same number: other sockets
+    are not ours to judge)."""
+    now = socket_id(number)
+    return now is None or now != ours
 
 
 async def test_display_is_private_and_leaves_nothing_behind():
@@ -31,7 +41,8 @@ async def test_display_is_private_and_leaves_nothing_behind():
     try:
         number = d.number
         assert number is not None and d.env()["DISPLAY"] == f":{number}"
-        assert x_files(number)[0].exists()
+        ours = socket_id(number)
+        assert ours is not None
         assert stat.S_IMODE(d.auth_file.stat().st_mode) == 0o600
         # With our cookie: a connection, and the screen size asked for.
         with xauthority(d.auth_file):
@@ -50,7 +61,7 @@ async def test_display_is_private_and_leaves_nothing_behind():
     finally:
         await d.close()
     await d.close()  # idempotent
-    assert pid is not None and gone(Path(f"/proc/{pid}"), auth_dir, *x_files(number))
+    assert pid is not None and gone(Path(f"/proc/{pid}"), auth_dir) and socket_gone(number, ours)
 
 
 async def test_two_bots_get_two_displays():
@@ -99,15 +110,16 @@ async def test_display_and_its_files_die_with_the_bot(sig: signal.Signals):
         line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode().split()
         number, xvfb, auth_dir = int(line[0]), int(line[1]), Path(line[2])
         assert not gone(auth_dir) and not gone(Path(f"/proc/{xvfb}"))
+        ours = socket_id(number)
         proc.send_signal(sig)
         await proc.wait()
         for _ in range(100):
-            if gone(Path(f"/proc/{xvfb}"), auth_dir, *x_files(number)):
+            if gone(Path(f"/proc/{xvfb}"), auth_dir) and socket_gone(number, ours):
                 break
             await asyncio.sleep(0.1)
         assert gone(Path(f"/proc/{xvfb}")), "Xvfb outlived the bot"
         assert gone(auth_dir), "the display's cookie dir outlived the bot"
-        assert gone(*x_files(number))
+        assert socket_gone(number, ours)
     finally:
         if proc.returncode is None:
             proc.kill()

@@ -14,6 +14,8 @@ from bot.events import (
     EVENT_TYPES,
     AgentConnected,
     AgentReconnecting,
+    AudioLost,
+    AudioRecovered,
     AwaitingAdmission,
     BotEvent,
     Ended,
@@ -25,6 +27,7 @@ from bot.events import (
     InCall,
     Joining,
     JsonLinesPrinter,
+    RecordingStopped,
     Stats,
     Summary,
     TerminalPrinter,
@@ -51,6 +54,10 @@ DOCUMENTED: list[tuple[BotEvent, list[str]]] = [
     (AgentConnected(agent="Millis agent A at https://x/webrtc/offer"), ["agent"]),
     (AgentConnected(agent="Millis agent A", attempt=2), ["agent", "attempt"]),
     (AgentReconnecting(attempt=1, detail="ICE failed"), ["attempt", "detail"]),
+    (AgentConnected(agent="Millis agent A", attempt=1, connect_s=5.3), ["agent", "attempt", "connect_s"]),
+    (AudioLost(detail="the bot's PulseAudio daemon exited"), ["detail"]),
+    (AudioRecovered(after_s=2.4, detail="devices rebuilt and the browser rebound"), ["after_s", "detail"]),
+    (RecordingStopped(detail="No space left on device: rec/a.wav, rec/b.wav"), ["detail"]),
     (
         Stats(
             frames_out=250,

@@ -54,7 +54,11 @@ async def test_three_bots_each_hear_and_are_heard_only_in_their_own_room(
     ]
     await asyncio.gather(*(p.start() for p in people))
     launcher = LocalProcessLauncher(
-        [sys.executable, "-m", "bot", "join"], extra_env=local_bot_env(replica, agent, KEY)
+        [sys.executable, "-m", "bot", "join"],
+        extra_env={
+            **local_bot_env(replica, agent, KEY),
+            "BOT_BOT_ARTIFACTS_DIR": str(tmp_path / "artifacts"),
+        },
     )
     config = SchedulerConfig(db_url=f"sqlite:///{tmp_path / 'bots.db'}", lead_time_s=0, max_concurrent_bots=3)
     try:

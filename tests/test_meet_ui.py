@@ -21,7 +21,10 @@ def snap(texts: frozenset[str] = frozenset(), present=None, visible=None, button
 @pytest.mark.parametrize(
     ("snapshot", "screen"),
     [
+        # Chromium's own error page wins over anything it may say.
+        (snap(frozenset({"not_found"}), net_error="ERR_NAME_NOT_RESOLVED"), Screen.NETWORK_ERROR),
         (snap(frozenset({"not_found"})), Screen.NOT_FOUND),
+        (snap(buttons={"join": True}, recaptcha=True), Screen.CAPTCHA),
         (snap(frozenset({"google_account"}), sign_in_heading=True), Screen.SIGN_IN),
         # A sign-in suggestion without the account page's heading is only a popup.
         (snap(frozenset({"google_account"}), dialog=True, buttons={"dismiss": True}), Screen.POPUP),
@@ -44,6 +47,11 @@ def snap(texts: frozenset[str] = frozenset(), present=None, visible=None, button
         (snap(frozenset({"permission"}), visible={"name_input": True}), Screen.PERMISSION),
         (snap(dialog=True, buttons={"dismiss": True}, visible={"name_input": True}), Screen.POPUP),
         (snap(buttons={"dismiss": True}, visible={"name_input": True}), Screen.PREJOIN),  # no dialog
+        # ... unless the card is on top of the page, taking its clicks (not a [role=dialog]).
+        (
+            snap(buttons={"dismiss": True}, on_top={"dismiss": True}, visible={"name_input": True}),
+            Screen.POPUP,
+        ),
         (snap(buttons={"join": True}), Screen.PREJOIN),
         (snap(frozenset({"getting_ready"})), Screen.GETTING_READY),
         (snap(), Screen.UNKNOWN),

@@ -7,19 +7,20 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 from pathlib import Path
 
 import httpx
 
 from bot.events import (
     AwaitingAdmission,
+    EndedBy,
     EventBus,
     Failed,
     InCall,
     Joining,
     Stats,
     Summary,
-    EndedBy,
 )
 from bot.metrics import BotMetrics, MetricsServer, ServiceMetrics
 from bot.scheduler import BotService, SchedulerConfig
@@ -133,7 +134,16 @@ def test_dashboard_queries_name_only_exported_series() -> None:
     assert named - exported == set()
     # The panels an operator looks at first are there.
     titles = " | ".join(p["title"] for p in dashboard["panels"])
-    for needed in ("capacity", "Join outcomes", "in_call", "lobby", "reply delay", "reconnects", "Dropped", "dead"):
+    for needed in (
+        "capacity",
+        "Join outcomes",
+        "in_call",
+        "lobby",
+        "reply delay",
+        "reconnects",
+        "Dropped",
+        "dead",
+    ):
         assert needed.lower() in titles.lower(), needed
 
 
@@ -168,7 +178,12 @@ async def test_a_bot_run_by_hand_serves_the_same_series() -> None:
     assert sample(samples, "meeting_bot_dropped_frames_total", platform="zoom") == 5
 
 
-def test_join_refuses_a_bad_metrics_port() -> None:
+def test_join_refuses_a_bad_or_busy_metrics_port() -> None:
     done = join(MEET, "--agent-id=a1", "--metrics-port=70000")
-    assert done.returncode == 2
-    assert "--metrics-port" in done.stderr
+    assert done.returncode == 2 and "--metrics-port must be between 1 and 65535" in done.stderr
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        done = join(MEET, "--agent-id=a1", f"--metrics-port={port}")
+    # The metrics server starts before anything else: a busy port stops the bot before it joins.
+    assert done.returncode == 2 and f"--metrics-port: cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert done.stdout == ""

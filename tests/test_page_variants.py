@@ -154,7 +154,8 @@ async def test_3_alone_rule_reads_every_form_of_the_participant_count(
         await run.close()
         await host.close()
     assert run.last("ended")["reason"] == "alone"
-    assert took < 10, took
+    # Without any count the tiles are read after 10 s of looking (bot.platforms.meet._COUNT_FALLBACK_S).
+    assert took < (20 if people == "tiles" else 10), took
     if people == "tiles":
         assert "participant tiles" in run.stderr.decode()
 
@@ -213,11 +214,12 @@ async def test_6_and_16_popups_outside_dialogs_are_dismissed_and_leave_call_stil
     run = await JoinRun(meet_url(code), "echo", replica_env(replica, agent), ["--name=Polite Bot"]).start()
     try:
         await in_call(run)
-        await asyncio.sleep(1)  # the "Got it" card is up
+        await asyncio.sleep(1)  # the "Got it" card came (and was clicked away while the bot watched)
         sent = time.monotonic()
         run.signal(signal.SIGTERM)
-        assert await run.wait(15) == ExitCode.COMPLETED
+        await room.wait_for("Polite Bot", "left", 10)
         took = time.monotonic() - sent
+        assert await run.wait(15) == ExitCode.COMPLETED
     finally:
         await run.close()
         await host.close()
@@ -269,7 +271,9 @@ async def test_8_and_15_person_hears_the_agent_with_each_unmute_label(
     assert names.index(("mic_on", "AI Agent")) > names.index(("mic_off", "AI Agent"))
 
 
-async def test_9_preview_toggles_microphone_on_camera_off(replica: ReplicaServer, agent: StandInAgent) -> None:
+async def test_9_preview_toggles_microphone_on_camera_off(
+    replica: ReplicaServer, agent: StandInAgent
+) -> None:
     mid = zoom_id()
     zoom_options(replica, mid, preview_audio_on=False, preview_video_on=True)
     host = await person(replica, "zoom", mid)
@@ -383,9 +387,9 @@ async def test_13_leave_through_the_frame_and_without_enter(
         await in_call(run)
         sent = time.monotonic()
         run.signal(signal.SIGTERM)
+        await room.wait_for("Leaving Bot", "left", 10)
+        took = time.monotonic() - sent  # until the others see the bot gone (exit time: test_e2e's)
         assert await run.wait(15) == ExitCode.COMPLETED
-        took = time.monotonic() - sent
-        await room.wait_for("Leaving Bot", "left", 5)
     finally:
         await run.close()
         await host.close()

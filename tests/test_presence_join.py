@@ -54,8 +54,9 @@ def checked_room(replica: ReplicaServer, platform: str, mid: str, **config: obje
 
 
 def private_tmp() -> Path:
-    """A TMPDIR of the bot's own, so the test sees every temporary dir it makes (and that none is left)."""
-    return Path(tempfile.mkdtemp(prefix="test-presence-tmp-"))
+    """A TMPDIR of the bot's own, so the test sees every temporary dir it makes (and that none is left).
+    Short: Chromium's socket paths under it must fit a unix socket address (108 bytes)."""
+    return Path(tempfile.mkdtemp(prefix="t10-", dir="/tmp"))
 
 
 def tree_digest(path: Path) -> str:
@@ -121,7 +122,9 @@ async def test_headless_bot_with_synthesized_input_is_refused_by_meet(
     assert failed["code"] == "blocked"
     # The message names the two levers that help.
     assert "browser.profile_dir" in failed["message"] and "admit" in failed["message"], failed
-    drops = [e for _, e, n in replica.room("meet", mid).log if n == "Headless Bot" and e == "dropped:entry_check"]
+    drops = [
+        e for _, e, n in replica.room("meet", mid).log if n == "Headless Bot" and e == "dropped:entry_check"
+    ]
     assert len(drops) == 2, "each attempt asked to join and was dropped"
     assert agent.calls == []
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
 import sqlite3
 import sys
@@ -75,8 +74,8 @@ async def display() -> AsyncIterator[VirtualDisplay]:
 
 async def login_profile(replica: ReplicaServer, display: VirtualDisplay, profile: Path) -> str:
     """Runs `meeting-bot login meet` on `display` against the replica's sign-in page, signs in by typing
-    (OS-level keys: the window is a plain Chromium), and ends it with SIGTERM as Ctrl+C would. Returns
-    what the command printed."""
+    (OS-level keys: the window is a plain Chromium), and closes the window. Returns what the command
+    printed."""
     section = replica.browser_section()
     env = {
         **os.environ,
@@ -91,10 +90,11 @@ async def login_profile(replica: ReplicaServer, display: VirtualDisplay, profile
     hands = XTestHands(None, display)
     try:
         for _ in range(300):
-            if replica.accounts.form_loads:
+            if replica.accounts.forms_ready:  # on screen, its email field focused
                 break
             await asyncio.sleep(0.1)
-        await asyncio.sleep(1.0)  # the form's autofocus
+        assert replica.accounts.forms_ready, "the sign-in form never showed"
+        await asyncio.sleep(0.3)
         await hands.type("signed.bot@example.com")
         await hands.press("Tab")
         await hands.type("Signed Bot")
@@ -103,8 +103,10 @@ async def login_profile(replica: ReplicaServer, display: VirtualDisplay, profile
             if replica.accounts.sign_ins:
                 break
             await asyncio.sleep(0.1)
+        assert replica.accounts.sign_ins, "the typed sign-in never arrived"
         await asyncio.sleep(0.5)  # the response that sets the cookie
-        proc.send_signal(signal.SIGTERM)
+        # The person closes the window (its only tab); Chromium writes its cookies as it shuts down.
+        await hands.press("Control+w")
         out, _ = await asyncio.wait_for(proc.communicate(), 30)
     finally:
         await hands.close()

@@ -226,3 +226,45 @@ async def test_state_endpoint_reports_config_and_participants(replica: ReplicaSe
     state = json.loads(body)
     assert status == 200 and state["config"]["lobby"] is True and state["participants"] == []
     assert await control(session, replica, "meet/abc-defg-hij/config", {"no_such_field": 1}) == 400
+
+
+async def test_client_options_per_meeting_through_the_control_api(replica: ReplicaServer, session):
+    """The page variants are chosen per meeting: `options` sets the platform client's options."""
+    from bot.testing.replica.meet_pages import MeetPages
+    from bot.testing.replica.zoom_pages import ZoomPages
+
+    assert await control(session, replica, "meet/abc-defg-hij/options", {"people": "avatars"}) == 200
+    assert await control(session, replica, "zoom/42/options", {"audio_labels": "audio"}) == 200
+    meet = next(p for p in replica.pages if isinstance(p, MeetPages))
+    zoom = next(p for p in replica.pages if isinstance(p, ZoomPages))
+    assert (
+        meet.options_for("abc-defg-hij").people == "avatars"
+        and meet.options_for("zzz-zzzz-zzz").people == "button"
+    )
+    assert zoom.options_for("42").audio_labels == "audio"
+    assert await control(session, replica, "zoom/42/options", {"audio_labels": "loud"}) == 400
+    assert await control(session, replica, "zoom/42/options", {"no_such_option": 1}) == 400
+
+
+async def test_bot_wall_cleared_after_n_joins_goodbye_media_and_a_network_outage(
+    replica: ReplicaServer, session
+):
+    room = replica.room("zoom", "43")
+    room.configure(bot_wall=True, bot_wall_clears_after=1)
+    page = Page(session, replica, "zoom.us")
+    assert await page.join("43", "Bot") == "bot_wall"  # the first try: the wall
+    await page.close()
+    page = Page(session, replica, "zoom.us")
+    assert await page.join("43", "Bot") == "admitted"  # a reload gets in
+    await page.send(type="media", audio=True, video=False)
+    await page.send(type="leave")
+    await room.wait_for("Bot", "left", 3)
+    assert room.events("mic_on") == ["Bot"] and room.events("video_off") == ["Bot"]
+    assert room.events("goodbye") == ["Bot"]  # left by its Leave button, not a dropped connection
+    await page.close()
+    room.configure(network_down=True)
+    with pytest.raises(aiohttp.ClientError):
+        await get(session, replica, "zoom.us", "/wc/43/join")
+    room.configure(network_down=False)
+    status, _ = await get(session, replica, "zoom.us", "/wc/43/join")
+    assert status == 200 and room.events("dropped_page_load")  # (clients retry a dropped request once)

@@ -104,3 +104,37 @@ def test_plain_postgres_urls_use_psycopg3() -> None:
     assert normalize_db_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
     assert normalize_db_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
     assert normalize_db_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_a_database_of_an_older_version_gets_the_new_columns(tmp_path: Path) -> None:
+    """`create_all` makes missing tables only: columns added since (the cluster's host, lease, heartbeat,
+    attempts) are added to an existing `bots` table, keeping its rows."""
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    old_columns = ", ".join(
+        [
+            "id VARCHAR(32) PRIMARY KEY", "meeting_url TEXT", "agent_id VARCHAR(200)", "request JSON",
+            "state VARCHAR(32)", "join_at DATETIME", "run_at DATETIME", "created_at DATETIME",
+            "updated_at DATETIME", "queued_at DATETIME", "started_at DATETIME", "in_call_at DATETIME",
+            "ended_at DATETIME", "stop_requested_at DATETIME", "end_reason VARCHAR(64)",
+            "failure_code VARCHAR(64)", "message TEXT", "exit_code INTEGER", "summary JSON",
+            "last_stats JSON",
+        ]
+    )  # fmt: skip
+    when = "2030-01-01 00:00:00"
+    with sqlite3.connect(path) as db:
+        db.execute(f"CREATE TABLE bots ({old_columns})")
+        db.execute(
+            "INSERT INTO bots (id, meeting_url, agent_id, request, state, join_at, run_at, created_at, "
+            "updated_at) VALUES ('old', 'u', 'a', '{}', 'ended', ?, ?, ?, ?)",
+            (when, when, when, when),
+        )
+    store = BotStore(make_engine(f"sqlite:///{path}"))
+    try:
+        old = store.get("old")
+        assert old is not None and (old.state, old.host, old.attempts) == (BotState.ENDED, None, 0)
+        assert store.transition("old", BotState.CRASHED, [BotState.ENDED], host="w1")
+        assert store.get("old").host == "w1"  # type: ignore[union-attr]
+    finally:
+        store.close()

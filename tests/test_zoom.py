@@ -138,7 +138,7 @@ async def test_invite_link_is_rewritten_and_joins_keeping_pwd_and_tk(bot: Bot, r
     assert info.name == NAME
     visits = [v for v in replica.zoom.visits if v.meeting_id == meeting_id]
     assert visits[0].query == {"pwd": "s3cr3T.9", "tk": "AbC-123_x.y"}  # uname dropped, pwd and tk intact
-    assert took < 10
+    assert took < 15  # the default hands are a person's: about 4 s of moving, clicking and typing
 
 
 async def test_personal_link_goes_through_the_launch_page(bot: Bot, replica: Replica) -> None:
@@ -191,8 +191,9 @@ async def test_only_real_typing_enables_join(bot: Bot, replica: Replica) -> None
 async def test_unknown_page_is_ui_changed_with_artifacts(bot: Bot, replica: Replica) -> None:
     meeting = MeetingUrl("zoom", "https://app.zoom.us/wc/v9/join-unknown", "v9")
     started = time.monotonic()
-    failure = await bot.join_fails(meeting, JoinPolicy(ui_timeout_s=2.0))
+    failure = await bot.join_fails(meeting, JoinPolicy(ui_stuck_s=2.0))
     assert failure.code is FailureCode.UI_CHANGED
+    assert "no Zoom screen the bot knows for 2 s" in failure.message
     assert 2.0 <= time.monotonic() - started < 6
     artifacts_show(failure, "Not Found")
 
@@ -223,7 +224,8 @@ async def test_walls_fail_fast_with_artifacts(
     started = time.monotonic()
     failure = await bot.join_fails(wc(meeting_id))
     assert failure.code is code and not failure.retryable
-    assert time.monotonic() - started < 8  # well inside ui_timeout: recognised, not timed out
+    # Well inside ui_timeout: recognised, not timed out (a person's hands take ~4 s to get to Join).
+    assert time.monotonic() - started < 12
     assert bot.states == [CallState.JOINING]
     artifacts_show(failure, text)
 

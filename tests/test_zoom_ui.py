@@ -10,20 +10,28 @@ from bot.platforms.zoom_ui import Screen, Snapshot, classify
 CALL = {"in_call:0": 1, "in_call:1": 1}
 
 
-def snap(texts: frozenset[str] = frozenset(), present=None, visible=None, buttons=None) -> Snapshot:
-    return Snapshot(texts=set(texts), present=present or {}, visible=visible or {}, buttons=buttons or {})
+def snap(texts: frozenset[str] = frozenset(), present=None, visible=None, buttons=None, **kw) -> Snapshot:
+    return Snapshot(
+        texts=set(texts), present=present or {}, visible=visible or {}, buttons=buttons or {}, **kw
+    )
 
 
 @pytest.mark.parametrize(
     ("snapshot", "screen"),
     [
+        (snap(frozenset({"bot_wall"}), net_error="ERR_CONNECTION_REFUSED"), Screen.NETWORK_ERROR),
+        # The adapter found the anti-bot modal in a closed shadow root: the page itself says nothing.
+        (snap(frozenset({"joining"}), cover="<div.x>", shadow_wall="We detected…"), Screen.SHADOW_WALL),
+        (snap(frozenset({"joining"}), cover="<div.mask>"), Screen.JOINING),  # a mask, no shadow root
         (snap(frozenset({"bot_wall", "captcha"})), Screen.BOT_WALL),
+        (snap(recaptcha=True, visible={"name_input": True}), Screen.CAPTCHA),
         (snap(visible={"captcha": True, "name_input": True}), Screen.CAPTCHA),
         (snap(frozenset({"sign_in"}), visible={"name_input": True}), Screen.SIGN_IN),
         (snap(frozenset({"passcode_wrong"}), visible={"passcode_input": True}), Screen.PASSCODE_WRONG),
         (snap(frozenset({"host_absent"})), Screen.HOST_ABSENT),
         (snap(frozenset({"removed"}), present=CALL), Screen.REMOVED),
         (snap(frozenset({"host_ended"}), present=CALL), Screen.HOST_ENDED),
+        (snap(present={**CALL, "end_now": 1}), Screen.CALL_ENDED),  # "Meeting is end now", no text
         # The lobby shares elements with the call: the waiting-room text wins, never IN_CALL.
         (snap(frozenset({"waiting_room"}), present=CALL), Screen.WAITING_ROOM),
         (snap(frozenset({"host_wait"})), Screen.HOST_WAIT),
@@ -32,6 +40,8 @@ def snap(texts: frozenset[str] = frozenset(), present=None, visible=None, button
         (snap(present={"in_call:0": 1}), Screen.UNKNOWN),
         (snap(visible={"cookie_accept": True, "name_input": True}), Screen.COOKIES),
         (snap(buttons={"permission_allow": True}, visible={"name_input": True}), Screen.PERMISSION),
+        # Terms over a mask come first: the mask takes the clicks meant for the name field.
+        (snap(visible={"terms_dialog": True, "name_input": True}), Screen.TERMS),
         (snap(buttons={"launch_browser": True}), Screen.LAUNCH),
         (snap(visible={"join_button": True}), Screen.PREVIEW),
         (snap(frozenset({"joining"})), Screen.JOINING),

@@ -1,6 +1,7 @@
-"""aiortc peer connections as the bot needs them: ICE servers, receive latency, and (tests only) loopback.
+"""aiortc peer connections as the bot needs them: ICE servers, receive latency, codecs on the event loop,
+and (tests only) loopback.
 
-Two seams into aiortc/aioice internals live here and nowhere else, each checked so a library upgrade that
+Three seams into aiortc/aioice internals live here and nowhere else, each checked so a library upgrade that
 moves them fails loudly instead of silently changing behaviour:
 
 - Receive latency. Every aiortc audio receiver holds `JitterBuffer(capacity=16, prefetch=4)` in the
@@ -12,6 +13,14 @@ moves them fails loudly instead of silently changing behaviour:
   ~300 ms and keeps that as extra latency for the rest of the call. `jitter_buffer="aiortc"` keeps
   aiortc's with `receive_prefetch` packets. Measured (bridge-internal round trip through an echo agent,
   both peers alike): aiortc prefetch 4: 183 ms; prefetch 1: 43 ms; ours: see README (bench-bridge).
+- Codec threads. Every aiortc audio receiver decodes in a thread of its own, fed through the private
+  queue `RTCRtpReceiver._RTCRtpReceiver__decoder_queue` and handing each frame back to the loop; the
+  sender encodes each frame in the loop's thread pool. With `codecs="inline"` (the default) the bot
+  decodes and encodes Opus in mono on the event loop instead (bot/agent/codecs.py says why, with the
+  figures): `replace_decoder()` swaps the decoder queue for an `InlineDecoder` before the receiver starts,
+  checking the attributes first; `tune_senders()` offers Opus only and wraps the outbound track in an
+  `OpusTrack`, whose packets aiortc's sender packs as they are (public API: pre-encoded media).
+  `codecs="aiortc"` keeps aiortc's codec threads.
 - Host candidates (test configuration only). aioice gathers host candidates from every interface but
   loopback, through the module function `aioice.ice.get_host_addresses`. A test that must keep media on
   127.0.0.1 sets `PeerOptions.host_addresses`; `set_local_description()` then scopes a replacement of that
@@ -21,17 +30,31 @@ moves them fails loudly instead of silently changing behaviour:
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import functools
+import queue
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aioice.ice
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
+import aiortc
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.codecs.opus import OpusEncoder
 from aiortc.jitterbuffer import JitterBuffer
+from aiortc.rtcrtpreceiver import RemoteStreamTrack
 
+from bot.agent.codecs import InlineDecoder, OpusTrack
 from bot.agent.jitter import AudioJitterBuffer
-from bot.settings import JITTER_BUFFERS
+from bot.settings import CODEC_PATHS, JITTER_BUFFERS
 
 DEFAULT_RECEIVE_PREFETCH = 1
 _AUDIO_JITTER_CAPACITY = 16  # aiortc's own value for audio; a power of two
@@ -45,17 +68,21 @@ class PeerOptions:
     `host_addresses` is for tests only: restrict ICE host candidates, e.g. to `["127.0.0.1"]`.
     `jitter_buffer`: "low-latency" (ours, no added delay) or "aiortc" (holds `receive_prefetch` packets
     before playout; aiortc's own default is 4).
+    `codecs`: "inline" (Opus in mono on the event loop, no codec threads) or "aiortc" (aiortc's threads).
     """
 
     ice_servers: Sequence[str] | None = None
     host_addresses: Sequence[str] | None = None
     receive_prefetch: int = DEFAULT_RECEIVE_PREFETCH  # only with jitter_buffer="aiortc"
     jitter_buffer: str = "low-latency"  # or "aiortc"
+    codecs: str = "inline"  # or "aiortc"
 
     def __post_init__(self) -> None:
         if self.jitter_buffer not in JITTER_BUFFERS:
             names = ", ".join(JITTER_BUFFERS)
             raise ValueError(f"jitter_buffer must be one of {names} (got {self.jitter_buffer!r})")
+        if self.codecs not in CODEC_PATHS:
+            raise ValueError(f"codecs must be one of {', '.join(CODEC_PATHS)} (got {self.codecs!r})")
         if not 0 <= self.receive_prefetch < _AUDIO_JITTER_CAPACITY:
             raise ValueError(f"receive_prefetch must be 0..{_AUDIO_JITTER_CAPACITY - 1} packets")
         for url in self.ice_servers or ():
@@ -78,6 +105,9 @@ def new_peer_connection(options: PeerOptions) -> RTCPeerConnection:
 class AiortcInternalsChanged(RuntimeError):
     """An aiortc/aioice internal this module relies on is gone: pin the library or update the seam."""
 
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} (aiortc {aiortc.__version__}): pin aiortc or update bot/agent/peer.py")
+
 
 _JITTER_ATTR = "_RTCRtpReceiver__jitter_buffer"
 
@@ -89,10 +119,7 @@ def replace_jitter_buffer(receiver: RTCRtpReceiver, buffer: object) -> None:
     """
     current = getattr(receiver, _JITTER_ATTR, None)
     if not isinstance(current, JitterBuffer | AudioJitterBuffer):
-        raise AiortcInternalsChanged(
-            f"aiortc's RTCRtpReceiver has no {_JITTER_ATTR} jitter buffer any more: pin aiortc or update "
-            "bot/agent/peer.py"
-        )
+        raise AiortcInternalsChanged(f"aiortc's RTCRtpReceiver has no {_JITTER_ATTR} jitter buffer any more")
     setattr(receiver, _JITTER_ATTR, buffer)
 
 
@@ -118,8 +145,52 @@ def receive_prefetch_of(receiver: RTCRtpReceiver) -> int | None:
     return None
 
 
+_DECODER_QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
+_DECODER_THREAD_ATTR = "_RTCRtpReceiver__decoder_thread"
+
+
+def replace_decoder(receiver: RTCRtpReceiver) -> InlineDecoder:
+    """The one seam into aiortc's decoding: packets are decoded on the loop by an `InlineDecoder`.
+
+    Must run before the receiver starts (before the connection is up). Raises `AiortcInternalsChanged`
+    when aiortc no longer feeds its decoder thread from a `queue.Queue` where this expects it, or when its
+    remote tracks no longer queue frames in an `asyncio.Queue` called `_queue`.
+    """
+    current = getattr(receiver, _DECODER_QUEUE_ATTR, None)
+    if not isinstance(current, queue.Queue | InlineDecoder):
+        raise AiortcInternalsChanged(f"aiortc's RTCRtpReceiver has no {_DECODER_QUEUE_ATTR} queue any more")
+    if not hasattr(receiver, _DECODER_THREAD_ATTR):
+        raise AiortcInternalsChanged(f"aiortc's RTCRtpReceiver has no {_DECODER_THREAD_ATTR} any more")
+    if getattr(receiver, _DECODER_THREAD_ATTR) is not None:
+        raise RuntimeError("the receiver has started: replace its decoder before the connection is up")
+    _check_remote_track()
+    if isinstance(current, InlineDecoder):
+        return current
+
+    def track_queue() -> asyncio.Queue[Any]:
+        frames = getattr(getattr(receiver, "_track", None), "_queue", None)
+        if not isinstance(frames, asyncio.Queue):
+            raise AiortcInternalsChanged("aiortc's RTCRtpReceiver has no _track._queue to hand frames to")
+        return frames
+
+    decoder = InlineDecoder(track_queue)
+    setattr(receiver, _DECODER_QUEUE_ATTR, decoder)
+    return decoder
+
+
+@functools.cache
+def _check_remote_track() -> None:
+    if not isinstance(getattr(RemoteStreamTrack("audio"), "_queue", None), asyncio.Queue):
+        raise AiortcInternalsChanged("aiortc's RemoteStreamTrack no longer queues frames in _queue")
+
+
+def decoder_of(receiver: RTCRtpReceiver) -> object:
+    """The receiver's decoder queue: an `InlineDecoder`, or aiortc's own `queue.Queue` (tests)."""
+    return getattr(receiver, _DECODER_QUEUE_ATTR, None)
+
+
 def tune_receivers(pc: RTCPeerConnection, options: PeerOptions) -> None:
-    """Install the configured jitter buffer on every audio receiver of `pc`."""
+    """Install the configured jitter buffer and decoder on every audio receiver of `pc`."""
     for transceiver in pc.getTransceivers():
         if transceiver.kind != "audio":
             continue
@@ -127,6 +198,29 @@ def tune_receivers(pc: RTCPeerConnection, options: PeerOptions) -> None:
             replace_jitter_buffer(transceiver.receiver, AudioJitterBuffer())
         elif options.receive_prefetch != 4:
             set_receive_prefetch(transceiver.receiver, options.receive_prefetch)
+        if options.codecs == "inline":
+            replace_decoder(transceiver.receiver)
+
+
+def tune_senders(pc: RTCPeerConnection, options: PeerOptions) -> None:
+    """With `codecs="inline"`: every audio sender of `pc` offers Opus only and sends our Opus packets.
+
+    Call it after `addTrack()` and before the offer (or, answering, before the answer). aiortc's sender
+    packs a packet a track returns with the negotiated codec's `pack()`: Opus only, so it is always right.
+    """
+    if options.codecs != "inline":
+        return
+    if not callable(getattr(OpusEncoder, "pack", None)):
+        raise AiortcInternalsChanged("aiortc's OpusEncoder has no pack() for pre-encoded packets any more")
+    opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType.lower() == "audio/opus"]
+    if not opus:
+        raise AiortcInternalsChanged("aiortc offers no Opus")
+    for transceiver in pc.getTransceivers():
+        track = transceiver.sender.track
+        if transceiver.kind != "audio" or track is None or isinstance(track, OpusTrack):
+            continue
+        transceiver.setCodecPreferences(opus)
+        transceiver.sender.replaceTrack(OpusTrack(track))
 
 
 _host_addresses: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar(
@@ -175,11 +269,14 @@ __all__ = [
     "DEFAULT_RECEIVE_PREFETCH",
     "AiortcInternalsChanged",
     "PeerOptions",
+    "decoder_of",
     "jitter_buffer_of",
     "new_peer_connection",
     "receive_prefetch_of",
+    "replace_decoder",
     "replace_jitter_buffer",
     "set_local_description",
     "set_receive_prefetch",
     "tune_receivers",
+    "tune_senders",
 ]

@@ -26,11 +26,12 @@ import pulsectl
 from bot.aio import cancel_and_wait
 from bot.audio.pcm import PcmCapture, PcmPlayback
 from bot.audio.streams import SinkClock
+from bot.janitor import Janitor
 from bot.procs import die_with_parent
 
 log = logging.getLogger(__name__)
 
-_DAEMON_CONF = """\
+DAEMON_CONF = """\
 default-sample-rate = 48000
 alternate-sample-rate = 48000
 avoid-resampling = yes
@@ -92,10 +93,13 @@ class DeviceStreams:
 class PulseDaemon:
     """A private PulseAudio daemon run as our own child process (never `-D`: PID 1 may not reap it)."""
 
-    def __init__(self, runtime_dir: Path | None = None) -> None:
+    def __init__(self, runtime_dir: Path | None = None, conf: str = DAEMON_CONF) -> None:
+        """`conf`: the daemon.conf it runs with (benchmarks compare others)."""
+        self._conf = conf
         self._owns_dir = runtime_dir is None
         self._dir = runtime_dir or Path(tempfile.mkdtemp(prefix="bot-pulse-"))
         self._proc: asyncio.subprocess.Process | None = None
+        self._janitor: Janitor | None = None  # removes our dir even if the bot is killed outright
         self._closed = False
 
     @property
@@ -106,13 +110,35 @@ class PulseDaemon:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    async def wait_exited(self) -> int:
+        """Returns the daemon's exit status once it has exited (for whatever reason)."""
+        if self._proc is None:
+            raise AudioError("PulseAudio was not started")
+        return await self._proc.wait()
+
+    async def restart(self) -> None:
+        """Starts a new daemon in the same directory, so at the same socket path (`server`): clients
+        that connect by that path (the browser's PULSE_SERVER) find the new one."""
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        (self._dir / "pulse" / "native").unlink(missing_ok=True)
+        await self.start()
+
     async def start(self) -> None:
         binary = shutil.which("pulseaudio")
         if binary is None:
             raise AudioError("pulseaudio is not installed: run scripts/setup (Debian package pulseaudio)")
+        if self._owns_dir and self._janitor is None:
+            self._janitor = await Janitor([self._dir]).start()
         (self._dir / "pulse").mkdir(parents=True, exist_ok=True)
         conf = self._dir / "daemon.conf"
-        conf.write_text(_DAEMON_CONF)
+        conf.write_text(self._conf)
         script = self._dir / "bot.pa"
         script.write_text("load-module module-native-protocol-unix auth-anonymous=1\n")
         env = {
@@ -171,7 +197,9 @@ class PulseDaemon:
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
-        if self._owns_dir:
+        if self._janitor is not None:
+            await self._janitor.close()  # removes the dir
+        elif self._owns_dir:
             shutil.rmtree(self._dir, ignore_errors=True)
 
 
@@ -254,6 +282,63 @@ class AudioDevices:
     @property
     def daemon_pid(self) -> int | None:
         return self._daemon.pid if self._daemon else None
+
+    @property
+    def daemon_running(self) -> bool:
+        """False once our private daemon has exited (always True on a shared server)."""
+        return self._daemon is None or self._daemon.running
+
+    async def wait_daemon_exited(self) -> None:
+        """Returns if the private daemon exits while the devices are open (never with a shared server)."""
+        if self._daemon is None:
+            await asyncio.Future()  # a shared server is not ours to watch
+        assert self._daemon is not None
+        await self._daemon.wait_exited()
+
+    async def restart(self) -> BrowserAudio:
+        """Rebuilds the devices after PulseAudio failed under them: closes the streams `open_streams()`
+        opened, starts a new private daemon at the same socket path if ours died, and creates the devices
+        again under the same names. Clients reconnect to `address` (unchanged); open new streams after.
+        Raises `AudioError` if PulseAudio cannot be brought back (e.g. a shared server that is gone)."""
+        if self._closed:
+            raise AudioError("audio devices are closed")
+        for streams in reversed(self._streams):
+            await streams.close()
+        self._streams.clear()
+        await cancel_and_wait(self._watcher)
+        self._watcher = None
+        if self._daemon is not None and not self._daemon.running:
+            await self._daemon.restart()
+            self._modules.clear()
+        present = await asyncio.to_thread(self._devices_present)
+        if not present:
+            self._modules.clear()
+            await asyncio.to_thread(self._load_modules)
+        if self.watch_streams:
+            self._watcher = asyncio.create_task(self._sink_clock.watch(), name="reclock-on-new-streams")
+        log.info("audio devices rebuilt on %s", self.address)
+        return self.browser
+
+    def _devices_present(self) -> bool:
+        try:
+            with pulsectl.Pulse("bot-devices", server=self.address) as pulse:
+                sinks = {s.name for s in pulse.sink_list()}
+                sources = {s.name for s in pulse.source_list()}
+        except pulsectl.PulseError as e:
+            raise AudioError(f"PulseAudio at {self.address} does not answer: {e}") from e
+        n = self.names
+        return {n.meeting_sink, n.agent_sink} <= sinks and n.mic_source in sources
+
+    def browser_streams(self) -> tuple[int, int]:
+        """(streams playing into the meeting sink, streams recording the microphone): the browser's, as
+        PulseAudio sees them. Our own capture reads the sink's monitor and our playback feeds the agent
+        sink, so neither is counted."""
+        with pulsectl.Pulse("bot-devices", server=self.address) as pulse:
+            sink = pulse.get_sink_by_name(self.names.meeting_sink).index
+            mic = pulse.get_source_by_name(self.names.mic_source).index
+            playing = sum(1 for i in pulse.sink_input_list() if i.sink == sink)
+            recording = sum(1 for o in pulse.source_output_list() if o.source == mic)
+        return playing, recording
 
     async def start(self) -> BrowserAudio:
         try:

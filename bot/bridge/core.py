@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from bot.agent.base import AgentEndpoint
 from bot.agent.errors import AgentAuthError, AgentError, AgentNotFound
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 _MAX_BACKOFF_S = 8.0
 BYTES_PER_SECOND = SAMPLE_RATE * 2
 _WATCH_INTERVAL_S = 0.25  # how often the stall watchdog looks (at most; a shorter stall timeout looks sooner)
+_SLOW_CONNECT_S = 2.0  # a connection slower than this is logged (the event reports every one)
 _SEND_QUEUE_FRAMES = 50  # meeting audio waiting for a session (1 s), oldest dropped beyond
 
 
@@ -64,6 +66,7 @@ class Bridge:
         self._link: Link | None = None
         self._track: PcmTrack | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._audio_tasks: list[asyncio.Task[None]] = []  # capture and playback (replaced by replace_audio)
         self._recorders: tuple[WavRecorder, WavRecorder] | None = None
         self._lost = asyncio.Event()
         self._started = False
@@ -111,11 +114,8 @@ class Bridge:
         self._started = True
         try:
             if self.options.record_dir is not None:
-                out_path, in_path = recording_paths(self.options.record_dir)
-                self._recorders = (WavRecorder(out_path), WavRecorder(in_path))
-                log.info("recording to %s and %s", out_path, in_path)
-            self._tasks.append(asyncio.create_task(self._capture(), name="bridge-capture"))
-            self._tasks.append(asyncio.create_task(self._play(), name="bridge-playback"))
+                self._open_recording(self.options.record_dir)
+            self._start_audio()
             self._link = await self._open_link()
             self._emit("agent_connected", self.endpoint.describe(), 0)
             self._tasks.append(asyncio.create_task(self._supervise(), name="bridge-supervisor"))
@@ -128,12 +128,53 @@ class Bridge:
         if self._closed:
             return
         self._closed = True
-        await cancel_and_wait(*reversed(self._tasks))
+        await cancel_and_wait(*reversed(self._tasks), *self._audio_tasks)
         if self._link is not None:
             await self._link.close()
-        if self._recorders is not None:
-            for recorder in self._recorders:
-                recorder.close()
+        self._stop_recording()
+
+    async def replace_audio(self, source: FrameSource, sink: FrameSink) -> None:
+        """Moves the bridge onto a new source and sink (the devices were rebuilt after PulseAudio failed);
+        the agent session stays up. Frames queued for the old sink are dropped: they are late by now."""
+        await cancel_and_wait(*self._audio_tasks)
+        self._source, self._sink = source, sink
+        self._to_play.clear()
+        if not self._closed:
+            self._start_audio()
+
+    def _start_audio(self) -> None:
+        self._audio_tasks = [
+            asyncio.create_task(self._capture(), name="bridge-capture"),
+            asyncio.create_task(self._play(), name="bridge-playback"),
+        ]
+
+    def _open_recording(self, directory: Path) -> None:
+        try:
+            out_path, in_path = recording_paths(directory)
+            self._recorders = (WavRecorder(out_path), WavRecorder(in_path))
+        except OSError as e:
+            log.warning("not recording: %s", e)
+            self._stop_recording()
+            self._emit("recording_stopped", f"{e.strerror or e}: {directory}", 0)
+            return
+        log.info("recording to %s and %s", out_path, in_path)
+
+    def _record(self, which: int, pcm: bytes) -> None:
+        if self._recorders is None:
+            return
+        try:
+            self._recorders[which].write(pcm)
+        except OSError as e:
+            # A full or failing disk must not end the call: the recording stops, the call goes on.
+            paths = ", ".join(str(r.path) for r in self._recorders)
+            log.warning("recording stopped: %s (%s)", e, paths)
+            self._stop_recording()
+            self._emit("recording_stopped", f"{e.strerror or e}: {paths}", 0)
+
+    def _stop_recording(self) -> None:
+        recorders, self._recorders = self._recorders, None
+        for recorder in recorders or ():
+            recorder.close()
 
     # --- audio paths --------------------------------------------------------------------------------
 
@@ -141,15 +182,13 @@ class Bridge:
         self._stats.frames_out += 1
         self._stats.bytes_out += len(pcm)
         self._reply_clock.sent(pcm, self._meter_out.add(pcm), time.monotonic())
-        if self._recorders is not None:
-            self._recorders[0].write(pcm)
+        self._record(0, pcm)
 
     def _received(self, pcm: bytes) -> None:
         self._stats.frames_in += 1
         self._stats.bytes_in += len(pcm)
         self._reply_clock.received(pcm, self._meter_in.add(pcm), time.monotonic())
-        if self._recorders is not None:
-            self._recorders[1].write(pcm)
+        self._record(1, pcm)
         self._to_play.put(PcmFrame(pcm, time.monotonic()))
 
     async def _capture(self) -> None:
@@ -160,7 +199,8 @@ class Bridge:
                 self._to_send.put(frame)
         except Exception:
             log.exception("reading the meeting audio failed")
-        log.warning("meeting audio stopped: the agent hears silence from now on")
+        log.warning("meeting audio stopped: the agent hears silence until it is replaced")
+        self._emit("audio_stopped", "meeting audio capture stopped", 0)
 
     async def _play(self) -> None:
         # The sink (pacat) plays in real time, so anything written ahead of the clock is latency that never
@@ -183,12 +223,14 @@ class Bridge:
                 await self._sink.write(frame.data)
                 ahead_until = max(ahead_until, now) + len(frame.data) / BYTES_PER_SECOND
         except (RuntimeError, ConnectionError, BrokenPipeError) as e:
+            # The devices' owner decides: rebuild them (`replace_audio`) or end the call.
             log.error("playback into the virtual microphone stopped: %s", e)
-            self._give_up(f"playback stopped: {e}")
+            self._emit("audio_stopped", f"playback stopped: {e}", 0)
 
     # --- sessions -----------------------------------------------------------------------------------
 
     async def _open_link(self) -> Link:
+        started = time.monotonic()
         track = PcmTrack(self._to_send, on_sent=self._sent, max_backlog=self.options.max_send_backlog_frames)
         link = self._new_link(self.endpoint, track, self._received)
         try:
@@ -199,6 +241,9 @@ class Bridge:
         # The track discards what was captured before the media path was up (stale audio).
         self._track = track
         self._stats.connected_at = time.time()
+        self._stats.connect_s = round(time.monotonic() - started, 2)
+        if self._stats.connect_s > _SLOW_CONNECT_S:
+            log.warning("the agent took %.1f s to answer and connect", self._stats.connect_s)
         return link
 
     async def _supervise(self) -> None:

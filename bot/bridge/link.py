@@ -18,7 +18,13 @@ from aiortc.mediastreams import MediaStreamError
 
 from bot.agent.base import AgentEndpoint
 from bot.agent.errors import AgentBadAnswer, AgentUnavailable
-from bot.agent.peer import PeerOptions, new_peer_connection, set_local_description, tune_receivers
+from bot.agent.peer import (
+    PeerOptions,
+    new_peer_connection,
+    set_local_description,
+    tune_receivers,
+    tune_senders,
+)
 from bot.aio import cancel_and_wait, first_of
 from bot.bridge.media import ToMono
 
@@ -102,6 +108,7 @@ class AgentLink:
         pc = self._pc = new_peer_connection(self._peer)
         pc.addTrack(self._outbound)
         tune_receivers(pc, self._peer)
+        tune_senders(pc, self._peer)
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:

@@ -5,7 +5,6 @@ Shared by the bridge and the local agent stand-in (both are aiortc peers moving 
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import fractions
 import math
@@ -36,14 +35,23 @@ def pcm_to_frame(pcm: bytes, pts: int) -> av.AudioFrame:
 
 
 class ToMono:
-    """Decoded frames (aiortc's Opus decoder yields s16 stereo 48 kHz) → s16le mono 48 kHz bytes."""
+    """Decoded frames → s16le mono 48 kHz bytes.
+
+    The bot's own decoder (`codecs="inline"`) yields exactly that and is only copied out; aiortc's Opus
+    decoder yields s16 stereo, which is downmixed.
+    """
 
     def __init__(self) -> None:
-        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+        self._resampler: av.AudioResampler | None = None
 
     def convert(self, frame: object) -> bytes:
         if not isinstance(frame, av.AudioFrame):
             raise TypeError(f"expected an audio frame, got {type(frame).__name__}")
+        if frame.format.name == "s16" and frame.layout.name == "mono" and frame.sample_rate == SAMPLE_RATE:
+            # The plane's buffer is padded beyond the samples.
+            return memoryview(frame.planes[0])[: frame.samples * 2].tobytes()
+        if self._resampler is None:
+            self._resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
         out = b""
         for mono in self._resampler.resample(frame):
             out += mono.to_ndarray().tobytes()
@@ -199,11 +207,8 @@ class PcmTrack(MediaStreamTrack):
         return self._backlog_drops + self.queue.dropped - self._queue_drops_at_start
 
     async def _next(self, wait_s: float) -> bytes:
-        if len(self.queue):
-            return (await self.queue.get()).data
-        try:
-            async with asyncio.timeout(wait_s):
-                return (await self.queue.get()).data
-        except TimeoutError:
+        frame = await self.queue.get_within(wait_s)
+        if frame is None:
             self.silent_frames += 1
             return SILENT_FRAME
+        return frame.data

@@ -9,7 +9,11 @@ from typing import Literal
 from bot.agent.peer import PeerOptions
 
 # Named apart from `bot.events.EventKind` (the bot's own events, which a session maps these to).
-BridgeEventKind = Literal["agent_connected", "agent_reconnecting", "agent_lost"]
+# "audio_stopped": the source or sink failed (the devices' owner rebuilds them or ends the call);
+# "recording_stopped": writing the recording failed (a full disk); the call goes on without it.
+BridgeEventKind = Literal[
+    "agent_connected", "agent_reconnecting", "agent_lost", "audio_stopped", "recording_stopped"
+]
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ class BridgeStats:
     trimmed_in: int = 0
     reply_delay_ms: float | None = None  # latest onset sent → onset received (echo agent: round trip)
     connected_at: float | None = None
+    connect_s: float | None = None  # the latest connection: offer sent → answer → audio path up
 
 
 @dataclass(frozen=True)

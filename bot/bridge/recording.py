@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import wave
 from pathlib import Path
 
 from bot.audio.pcm import SAMPLE_RATE
+
+log = logging.getLogger(__name__)
 
 
 class WavRecorder:
@@ -21,13 +24,18 @@ class WavRecorder:
         self._wav.setframerate(SAMPLE_RATE)
 
     def write(self, pcm: bytes) -> None:
+        """Raises OSError when the disk refuses (full, gone): the caller stops recording."""
         if self._wav is not None:
             self._wav.writeframesraw(pcm)
 
     def close(self) -> None:
-        if self._wav is not None:
-            self._wav.close()
-            self._wav = None
+        """Fixes the header and closes; never raises (after a failed write the file is what it is)."""
+        wav, self._wav = self._wav, None
+        if wav is not None:
+            try:
+                wav.close()  # closes the file even when the last flush fails
+            except OSError as e:
+                log.warning("closing the recording %s: %s", self.path, e)
 
 
 def recording_paths(directory: Path) -> tuple[Path, Path]:

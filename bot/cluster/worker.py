@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import secrets
@@ -120,6 +121,7 @@ class WorkerHost:
         self._thread: threading.Thread | None = None
         self._last_beat = time.monotonic()
         self._cut_off = False
+        self._leaving = False
 
     @property
     def running(self) -> list[str]:
@@ -150,16 +152,26 @@ class WorkerHost:
         except Exception as e:
             log.warning("could not record this host as stopped: %s", e)
 
-    def drain(self, how: str) -> None:
-        """Warm shutdown: take nothing new; hand the bots back if so configured. Cold: every bot leaves."""
+    def drain(self) -> None:
+        """Takes nothing new; hands the bots back when so configured (else they finish)."""
         self._draining.set()
         self._beat_now.set()
-        if how == "Cold" or self.options.drain == "handoff":
-            with self._lock:
-                runs = list(self._runs.values())
-            for run in runs:
-                run.handoff = how != "Cold"
-                self._call(run, run.stop, self.options.stop_timeout_s)
+        if self.options.drain == "handoff" and not self._leaving:
+            self._stop_all(handoff=True)
+
+    def leave_now(self) -> None:
+        """Takes nothing new; every bot leaves its meeting now (its end is recorded)."""
+        self._leaving = True
+        self._draining.set()
+        self._beat_now.set()
+        self._stop_all(handoff=False)
+
+    def _stop_all(self, handoff: bool) -> None:
+        with self._lock:
+            runs = list(self._runs.values())
+        for run in runs:
+            run.handoff = handoff
+            self._call(run, run.stop, self.options.stop_timeout_s)
 
     # --- one token: one bot -------------------------------------------------------------------------------
 
@@ -330,6 +342,46 @@ def local_address(broker_url: str) -> str | None:
         return None
 
 
+# How soon a worker retries a lost broker: Celery's own policy waits 2, 4, 6 … up to 30 s between attempts,
+# so a Redis back after 10 s could leave queued bots waiting 12 s more; bots have a time to be in the meeting.
+RECONNECT_INTERVALS_S = {"interval_start": 0.5, "interval_step": 0.5, "interval_max": 2.0}
+
+
+def _consumer_class() -> type:
+    from celery.worker.consumer import Consumer
+
+    class BotConsumer(Consumer):  # type: ignore[misc]
+        """Celery's consumer, reconnecting to the broker within RECONNECT_INTERVALS_S."""
+
+        def ensure_connected(self, conn: Any) -> Any:
+            conn.ensure_connection = functools.partial(conn.ensure_connection, **RECONNECT_INTERVALS_S)
+            return super().ensure_connected(conn)
+
+    return BotConsumer
+
+
+def _worker_class(app: Any, host: WorkerHost) -> type:
+    from celery import platforms
+
+    class BotWorker(app.Worker):  # type: ignore[misc,name-defined]
+        """Celery's worker with this host's signals: SIGTERM is Celery's warm shutdown (the host drains,
+        see `WorkerHost.drain`); SIGINT and SIGQUIT make every bot leave now, then shut down the same way.
+        (Celery's own cold shutdown would cancel the running tasks, which its thread pool cannot.)"""
+
+        def install_platform_tweaks(self, worker: Any) -> None:
+            super().install_platform_tweaks(worker)
+            warm = platforms.signals["SIGTERM"]
+
+            def leave_now(signum: int, frame: Any) -> None:
+                host.leave_now()
+                warm(signum, frame)
+
+            platforms.signals["SIGINT"] = leave_now
+            platforms.signals["SIGQUIT"] = leave_now
+
+    return BotWorker
+
+
 def run_worker(options: WorkerOptions, store: BotStore, launcher: Launcher, loglevel: str = "WARNING") -> int:
     """Runs this host until it is shut down; returns the exit code."""
     from celery import signals
@@ -342,8 +394,8 @@ def run_worker(options: WorkerOptions, store: BotStore, launcher: Launcher, logl
         host.take()
 
     def on_shutting_down(sender: Any = None, how: str = "Warm", **_: Any) -> None:
-        log.warning("worker %s: %s shutdown, drain = %s", options.name, how.lower(), options.drain)
-        host.drain(how)
+        log.warning("worker %s: shutting down, drain = %s", options.name, options.drain)
+        host.drain()
 
     def on_ready(**_: Any) -> None:
         # Scripts and tests read this line to know the worker takes bots.
@@ -354,7 +406,7 @@ def run_worker(options: WorkerOptions, store: BotStore, launcher: Launcher, logl
     signals.worker_ready.connect(on_ready, weak=False)
     host.open()
     try:
-        worker = app.Worker(
+        worker = _worker_class(app, host)(
             hostname=f"meeting-bot@{options.name}",
             pool_cls="threads",
             concurrency=options.capacity,
@@ -364,6 +416,7 @@ def run_worker(options: WorkerOptions, store: BotStore, launcher: Launcher, logl
             without_gossip=True,
             without_heartbeat=True,
             optimization="fair",
+            consumer_cls=_consumer_class(),
         )
         worker.start()
         return int(worker.exitcode or 0)

@@ -68,7 +68,10 @@ def run_direct(args: argparse.Namespace, work: Callable[[BotService], Awaitable[
     """Runs `work` against the database with a client (non-serving) BotService."""
 
     async def main() -> T:
-        service = BotService(load_scheduler_config(args.config, db_url=args.db))
+        from bot.session_config import webhook_options
+
+        settings = load_scheduler_settings(args.config, db_url=args.db)
+        service = BotService(scheduler_config(settings), webhooks=webhook_options(settings))
         try:
             await service.start()
         except DatabaseError as e:

@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "agent-standin",
         help="run a local stand-in agent (echo, tone, speak, …) speaking the Millis offer contract",
         description="A local aiortc agent behind POST /webrtc/offer. The agent id picks the behaviour: "
-        "echo, tone[-HZ], speak, hangup-after-S, freeze-after-S, slow-answer[-S], fail-500. "
+        "echo, tone[-HZ], speak, hangup-after-S, freeze-after-S, slow-answer[-S], fail-500, with modifiers "
+        "after a + (hangup-after-S, freeze-after-S, slow-answer-S, slow-reconnect-S). "
         "Prints its base URL, then serves until Ctrl+C.",
     )
     add_arguments(p)
@@ -35,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--prefetch", type=int, default=1, help="with --jitter-buffer aiortc: packets held before playout"
     )
     parser.add_argument("--sentence", default=None, help="what the `speak` agent says")
+    parser.add_argument(
+        "--ice-address",
+        default=None,
+        help="the one address for its ICE host candidates (default 127.0.0.1; tests on a virtual network "
+        "give the stand-in's own address there)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.agent.millis import MillisConfig, MillisEndpoint
 from bot.events import EventBus, JsonLinesPrinter, TerminalPrinter
@@ -16,6 +16,9 @@ from bot.platforms.urls import InvalidMeetingUrl, MeetingUrl, parse_meeting_url
 from bot.session_config import SessionConfig, millis_config
 from bot.settings import REGIONS, Settings, SettingsError, load_settings, parse_pairs
 from bot.signals import leave_on_signal
+
+if TYPE_CHECKING:
+    from bot.metrics import BotMetrics, MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("url", help="meeting URL, e.g. https://meet.google.com/abc-defg-hij")
     add_session_flags(p)
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics of this bot at http://HOST:PORT/metrics (the series `serve` exposes)",
+    )
+    p.add_argument(
+        "--metrics-host", default="127.0.0.1", help="address for --metrics-port (default 127.0.0.1)"
+    )
     p.set_defaults(func=run)
 
 
@@ -79,18 +91,46 @@ def run(args: argparse.Namespace) -> int:
         meeting = parse_meeting_url(args.url)
         agent = millis_config(settings)
         config = SessionConfig.from_settings(settings)
-    except (SettingsError, InvalidMeetingUrl, ValueError) as e:
+        port = getattr(args, "metrics_port", None)
+        if port is not None and not 0 < port <= 65535:
+            raise SettingsError(f"--metrics-port must be between 1 and 65535 (got {port})")
+        host = getattr(args, "metrics_host", "127.0.0.1")
+        metrics = _serve_metrics(host, port) if port is not None else None
+    except (SettingsError, InvalidMeetingUrl, ValueError, OSError) as e:
         print(f"meeting-bot join: {e}", file=sys.stderr)
         return ExitCode.USAGE
-    return asyncio.run(join(settings, meeting, agent, config))
+    try:
+        return asyncio.run(join(settings, meeting, agent, config, metrics[0] if metrics else None))
+    finally:
+        if metrics is not None:
+            metrics[1].close()
 
 
-async def join(settings: Settings, meeting: MeetingUrl, agent: MillisConfig, config: SessionConfig) -> int:
+def _serve_metrics(host: str, port: int) -> tuple[BotMetrics, MetricsServer]:
+    from bot.metrics import BotMetrics, MetricsServer
+
+    metrics = BotMetrics()
+    try:
+        return metrics, MetricsServer(metrics.registry, port, host)
+    except OSError as e:
+        raise OSError(f"--metrics-port: cannot listen on {host}:{port}: {e.strerror or e}") from None
+
+
+async def join(
+    settings: Settings,
+    meeting: MeetingUrl,
+    agent: MillisConfig,
+    config: SessionConfig,
+    metrics: BotMetrics | None = None,
+) -> int:
     from bot.session import BotSession
     from bot.webhook import WebhookConfig, WebhookSender
 
     bus = EventBus()
     bus.subscribe(JsonLinesPrinter() if settings.bot.json else TerminalPrinter())
+    if metrics is not None:
+        metrics.launched("local", meeting.platform)
+        bus.subscribe(lambda event: metrics.observe("local", event.to_dict()))
     webhook: WebhookSender | None = None
     if settings.webhook.url:
         webhook = WebhookSender(

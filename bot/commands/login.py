@@ -3,8 +3,10 @@
 The window is a plain Chromium on the user's own desktop — no Playwright, no DevTools protocol, no
 automation switch — because Google's sign-in refuses browsers it sees as automated. The profile goes to
 `--profile-dir` (else `browser.profile_dir`, else ~/.local/share/meeting-bot/profile). The command ends
-when the window is closed (or on Ctrl+C, which closes Chromium cleanly so it writes its cookies), then
-says whether the profile holds the platform's cookies and how to use it.
+when the window is closed — Chromium writes its cookies as it shuts down — then says whether the profile
+holds the platform's cookies and how to use it. Ctrl+C stops Chromium too (SIGTERM), but cookies set in
+its last seconds may not be written yet (measured: the sign-in cookie of the replica was lost that way):
+closing the window is the way to finish.
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     url = args.url or SIGN_IN_URLS[args.platform]
     command = chromium_command(executable, profile, url, test_args)
     print(f"login: Chromium is open at {url} with the profile {profile}.", flush=True)
-    print("login: sign in there, then close the window (or press Ctrl+C here).", flush=True)
+    print("login: sign in there, then close the window (that saves the profile).", flush=True)
     code = asyncio.run(_run_chromium(command))
     cookies = signed_in_cookies(profile, args.platform)
     domain = COOKIE_DOMAINS[args.platform]

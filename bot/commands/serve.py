@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("BOT_API_TOKEN is too short: use at least 16 random characters")
     if not 0 <= args.port <= 65535:
         raise CommandError("--port must be between 0 and 65535")
-    from bot.session_config import cluster_options, scheduler_config, webhook_delivery_config
+    from bot.session_config import cluster_options, scheduler_config, webhook_options
 
     settings = load_scheduler_settings(
         args.config,
@@ -77,7 +77,10 @@ def run(args: argparse.Namespace) -> int:
     if settings.scheduler.launcher == "celery":  # bots run on `meeting-bot worker` hosts (bot.cluster)
         from bot.cluster.launcher import CeleryLauncher
 
-        launcher = CeleryLauncher(cluster_options(settings))
+        try:
+            launcher = CeleryLauncher(cluster_options(settings))
+        except ValueError as e:
+            raise CommandError(str(e)) from None
     else:
         launcher = LocalProcessLauncher(command=command, config_file=args.config)
     # Optional: Prometheus may scrape /metrics with its own token instead of the API's.
@@ -88,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         sock = listen_socket(args.host, args.port)
     except OSError as e:
         raise CommandError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}", code=1) from None
-    service = BotService(config, launcher, webhooks=webhook_delivery_config(settings))
+    service = BotService(config, launcher, webhooks=webhook_options(settings))
     return asyncio.run(_serve(service, token, sock, metrics_token))
 
 

@@ -40,11 +40,18 @@ class Hands(abc.ABC):
     async def move_over(self, target: Locator | None = None) -> None:
         """Move the pointer over `target`, or across the page when None (wakes auto-hidden toolbars)."""
 
+    @abc.abstractmethod
+    async def wake(self) -> None:
+        """A small movement of the pointer over the page, as a resting hand makes: brings auto-hidden
+        toolbars back. Cheap enough to call before every look at a call."""
+
     async def replace_text(self, field: Locator, text: str, timeout_s: float = 3.0) -> None:
-        """Click into a text field, select what it holds, delete it, and type `text`."""
+        """Click into a text field, select what it holds and delete it (if it holds anything: Playwright
+        reads the value), and type `text`."""
         await self.click(field, timeout_s)
-        await self.press("ControlOrMeta+a")
-        await self.press("Backspace")
+        if await field.input_value(timeout=timeout_s * 1000):
+            await self.press("ControlOrMeta+a")
+            await self.press("Backspace")
         await self.type(text)
 
     @abc.abstractmethod

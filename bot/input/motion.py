@@ -2,15 +2,15 @@
 
 Pure functions of a `random.Random`, so tests can pin them down and the XTEST hands stay thin. The
 shapes follow the well-known regularities of human pointing and typing, not any recording:
-- Movement time grows with the log of distance over target width (Fitts' law: about 0.1 s per bit,
-  plus a reaction offset), varied ±20 % per move.
+- Movement time grows with the log of distance over target width (Fitts' law: about 0.09 s per bit,
+  plus 0.1 s, a practised mouse user), varied ±20 % per move.
 - The hand follows a curve, not a line (a cubic Bézier whose control points sit off the straight line
   on one side), with a bell-shaped speed profile (minimum jerk: slow start, fast middle, slow arrival),
   sampled at a mouse's 60-125 Hz with jitter, and a sub-pixel tremor.
 - Long moves sometimes overshoot a little and correct.
 - Clicks land at a random point inside the target, near its centre more often than near its edges;
-  the button is held 45-120 ms.
-- Keys are held 40-120 ms and pressed 100-250 ms apart (a quick typist), longer after a space.
+  the button is held 45-120 ms, after a 50-200 ms pause on the target.
+- Keys are held 35-110 ms and pressed about 80-200 ms apart (a quick typist), longer after a space.
 """
 
 from __future__ import annotations
@@ -58,9 +58,9 @@ def point_inside(box: Box, rng: random.Random, margin: float = 0.15) -> tuple[fl
 
 
 def movement_time_s(distance: float, target_width: float, rng: random.Random) -> float:
-    """Fitts' law, MT = a + b·log2(D/W + 1), with a = 0.12 s, b = 0.1 s/bit, ±20 %; 0.1 s to 1.2 s."""
+    """Fitts' law, MT = a + b·log2(D/W + 1), with a = 0.1 s, b = 0.09 s/bit, ±20 %; 0.1 s to 1.2 s."""
     bits = math.log2(distance / max(target_width, 4.0) + 1)
-    return max(0.1, min(1.2, (0.12 + 0.1 * bits) * rng.uniform(0.8, 1.2)))
+    return max(0.1, min(1.2, (0.1 + 0.09 * bits) * rng.uniform(0.8, 1.2)))
 
 
 def pointer_path(
@@ -143,19 +143,19 @@ def click_hold_s(rng: random.Random) -> float:
 
 
 def hover_s(rng: random.Random) -> float:
-    """The pause between arriving on a target and pressing: 60-250 ms."""
-    return max(0.06, min(0.25, rng.gauss(0.12, 0.045)))
+    """The pause between arriving on a target and pressing: 50-200 ms."""
+    return max(0.05, min(0.2, rng.gauss(0.09, 0.035)))
 
 
 def key_hold_s(rng: random.Random) -> float:
-    """How long a key stays down: 40-120 ms."""
-    return max(0.04, min(0.12, rng.gauss(0.075, 0.018)))
+    """How long a key stays down: 35-110 ms."""
+    return max(0.035, min(0.11, rng.gauss(0.065, 0.016)))
 
 
 def key_gap_s(previous: str, rng: random.Random) -> float:
-    """Release of the previous key → press of the next: log-normal around 60 ms (so presses are about
-    100-250 ms apart with the hold), longer after a space or punctuation."""
-    gap = rng.lognormvariate(math.log(0.06), 0.35)
+    """Release of the previous key → press of the next: log-normal around 50 ms (so presses are about
+    80-200 ms apart with the hold), longer after a space or punctuation."""
+    gap = rng.lognormvariate(math.log(0.05), 0.4)
     if previous in " .,;:!?-":
         gap += rng.uniform(0.05, 0.15)
     return min(gap, 0.6)

@@ -36,6 +36,9 @@ class PlaywrightHands(Hands):
             except PlaywrightError as e:
                 raise InputError(f"cannot move over {target}: {e}") from e
             return
+        await self.wake()
+
+    async def wake(self) -> None:
         size = self.page.viewport_size or await self.page.evaluate(_VIEWPORT_JS)
         await self.page.mouse.move(size["width"] / 2, size["height"] / 2)
         await self.page.mouse.move(size["width"] / 2, size["height"] - 40)

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import math
 import random
+import time
 from typing import TYPE_CHECKING
 
 from playwright.async_api import Error as PlaywrightError
@@ -58,15 +59,20 @@ _KEYSYM_NAMES = {
 }
 _SPECIAL_CHARS = {"\n": "Return", "\t": "Tab"}
 # Would a press at (dx, dy) from the element's top-left corner reach the element (or something inside it)?
-_HIT_JS = """(el, [dx, dy]) => {
+# Would a press at (x, y) reach the element (or something inside it)? With `relative`, (x, y) are from the
+# element's top-left corner, else in its frame's viewport. Also returns where the element is in its frame,
+# to tell the frame's offset in the page (elements inside iframes).
+_HIT_JS = """(el, [x, y, relative]) => {
   const r = el.getBoundingClientRect();
   const root = el.getRootNode();
   const doc = typeof root.elementFromPoint === "function" ? root : el.ownerDocument;
-  const hit = doc.elementFromPoint(r.left + dx, r.top + dy);
-  return !!hit && (hit === el || el.contains(hit));
+  const hit = relative ? doc.elementFromPoint(r.left + x, r.top + y) : doc.elementFromPoint(x, y);
+  return [!!hit && (hit === el || el.contains(hit)), r.left, r.top];
 }"""
 _WHEEL_UP, _WHEEL_DOWN = 4, 5
 _WHEEL_ROUNDS = 6  # wheel bursts before falling back to Playwright's scrolling
+_WAKE_EVERY_S = 1.5
+_SCREEN_FRESH_S = 2.0
 _VIEW_MARGIN = 8.0  # CSS px: a target this close to the viewport's edge is scrolled further in
 
 
@@ -81,25 +87,33 @@ class XTestHands(Hands):
         self._x: Display | None = None
         self._remapped: dict[int, int] = {}  # keysym → spare keycode we mapped it to
         self._lock = asyncio.Lock()
+        self._woken_at = -1e9
+        self._screen_map: tuple[float, ScreenMap] | None = None
         self._closed = False
 
     # ---- the Hands interface -----------------------------------------------------------------------------
 
     async def click(self, target: Locator, timeout_s: float = 3.0) -> None:
         async with self._lock:
+            started = time.monotonic()
             box, screen = await self._in_view(target, timeout_s)
-            x, y = await self._free_point(target, box)
+            x, y, frame = await self._free_point(target, box)
             await self._move_to(screen.to_screen(x, y), box.width * screen.scale)
-            # The page may have moved the target while the hand travelled (a banner, an animation).
-            after = await self._box(target)
-            if after is not None and not after.contains(x, y):
-                x, y = motion.point_inside(after, self.rng)
-                await self._move_to(screen.to_screen(x, y), after.width * screen.scale)
+            # The page may have moved the target while the hand travelled (a banner, an animation): look
+            # where the pointer is now, and aim again if the target is no longer under it.
+            for _ in range(2):
+                if await self._hits(target, x - frame[0], y - frame[1]):
+                    break
+                box, screen = await self._in_view(target, timeout_s)
+                x, y, frame = await self._free_point(target, box)
+                await self._move_to(screen.to_screen(x, y), box.width * screen.scale)
             await asyncio.sleep(motion.hover_s(self.rng))
             await self._button(1, motion.click_hold_s(self.rng))
+            log.debug("clicked %s in %.2f s", target, time.monotonic() - started)
 
     async def type(self, text: str) -> None:
         async with self._lock:
+            started = time.monotonic()
             # Characters the keyboard lacks get spare keycodes first, all at once: Chromium must have
             # seen the new keyboard mapping before the first of those keys arrives.
             missing = {_keysym_of_char(ch) for ch in text} - set(self._remapped)
@@ -116,6 +130,7 @@ class XTestHands(Hands):
                 keycode, shifted = self._keycode(keysym)
                 await self._stroke(keycode, ["Shift_L"] if shifted else [])
                 previous = ch
+            log.debug("typed %d characters in %.2f s", len(text), time.monotonic() - started)
 
     async def press(self, key: str) -> None:
         async with self._lock:
@@ -140,6 +155,24 @@ class XTestHands(Hands):
             x, y = motion.point_inside(view, self.rng, margin=0.2)
             await self._move_to(screen.to_screen(x, y), 200)
 
+    async def wake(self) -> None:
+        """A few pixels of drift where the pointer rests (a path onto the page first if it is off it),
+        at most every `_WAKE_EVERY_S`: toolbars hide after about 3 s without movement."""
+        now = time.monotonic()
+        if now - self._woken_at < _WAKE_EVERY_S:
+            return
+        async with self._lock:
+            screen = await self._screen()
+            px, py = self._pointer()
+            area = screen.box_to_screen(screen.viewport)
+            if not area.contains(px, py):
+                x, y = motion.point_inside(screen.viewport, self.rng, margin=0.2)
+                await self._move_to(screen.to_screen(x, y), 200)
+            else:
+                dx, dy = self.rng.choice((-1, 1)) * self.rng.uniform(3, 9), self.rng.uniform(-5, 5)
+                await self._move_to((px + dx, py + dy), 20)
+            self._woken_at = time.monotonic()
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -154,12 +187,19 @@ class XTestHands(Hands):
     # ---- where things are ---------------------------------------------------------------------------
 
     async def _screen(self) -> ScreenMap:
+        """Where the viewport is on the screen; read again after `_SCREEN_FRESH_S` (the window does not
+        move by itself on the bot's display: this saves a round trip per click)."""
         if self.page is None:
             raise InputError("these hands have no page: only the keyboard works")
+        now = time.monotonic()
+        if self._screen_map is not None and now - self._screen_map[0] < _SCREEN_FRESH_S:
+            return self._screen_map[1]
         try:
-            return ScreenMap.parse(await self.page.evaluate(GEOMETRY_JS))
+            screen = ScreenMap.parse(await self.page.evaluate(GEOMETRY_JS))
         except PlaywrightError as e:
             raise InputError(f"cannot read the window's place on the screen: {e}") from e
+        self._screen_map = (now, screen)
+        return screen
 
     async def _box(self, target: Locator) -> Box | None:
         try:
@@ -195,17 +235,27 @@ class XTestHands(Hands):
                     raise InputError(f"cannot scroll to {target}: {e}") from e
         raise InputError(f"{target} stays outside the window")
 
-    async def _free_point(self, target: Locator, box: Box) -> tuple[float, float]:
-        """A point inside the target that the target itself would receive (not an overlay above it), as
-        Playwright's own clicks check; `InputError` when every point tried is covered."""
+    async def _free_point(self, target: Locator, box: Box) -> tuple[float, float, tuple[float, float]]:
+        """A point inside the target (page viewport coordinates) that the target itself would receive, not
+        an overlay above it, as Playwright's own clicks check; with the offset of the target's frame in
+        the page. `InputError` when every point tried is covered."""
         for _ in range(4):
             x, y = motion.point_inside(box, self.rng)
             try:
-                if await target.evaluate(_HIT_JS, [x - box.x, y - box.y]):
-                    return x, y
+                hit, left, top = await target.evaluate(_HIT_JS, [x - box.x, y - box.y, True])
             except PlaywrightError as e:
                 raise InputError(f"cannot reach {target}: {e}") from e
+            if hit:
+                return x, y, (box.x - left, box.y - top)
         raise InputError(f"{target} is covered by another element")
+
+    async def _hits(self, target: Locator, x: float, y: float) -> bool:
+        """Does the target receive a press at (x, y) of its frame's viewport now?"""
+        try:
+            hit, _, _ = await target.evaluate(_HIT_JS, [x, y, False])
+        except PlaywrightError as e:
+            raise InputError(f"cannot reach {target}: {e}") from e
+        return bool(hit)
 
     # ---- the hand -------------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from bot.settings import CallSection
 if TYPE_CHECKING:
     from playwright.async_api import Page
 
+    from bot.input import Hands
     from bot.platforms.urls import MeetingUrl
 
 
@@ -58,6 +59,7 @@ class FailureCode(StrEnum):
     CAPTCHA = "captcha"
     BOT_DETECTED = "bot_detected"  # an anti-bot wall
     UI_CHANGED = "ui_changed"  # an expected element never appeared: selectors need an update
+    NETWORK_ERROR = "network_error"  # the browser could not reach the platform (its own error page)
     BROWSER_CRASHED = "browser_crashed"
     INVALID_URL = "invalid_url"
 
@@ -96,7 +98,9 @@ class JoinPolicy:
 
     lobby_timeout_s: float = _CALL.lobby_timeout_s
     host_absent_timeout_s: float = _CALL.host_absent_timeout_s
-    ui_timeout_s: float = 20.0  # how long to look for an expected element before UI_CHANGED
+    ui_timeout_s: float = 20.0  # how long a known screen may show no progress before UI_CHANGED
+    ui_stuck_s: float = _CALL.ui_stuck_s  # how long no known screen may show before UI_CHANGED
+    network_retry_s: float = _CALL.network_retry_s  # how long the browser's error page is retried
     retries: int = _CALL.join_retries  # extra attempts after a retryable failure (RETRYABLE)
     retry_delay_s: float = _CALL.join_retry_delay_s
 
@@ -113,11 +117,15 @@ StateCallback = Callable[[CallState], None]
 
 
 class Browser(Protocol):
-    """What an adapter needs of the bot's browser (`bot.browser.BotBrowser`): the page to drive, and the
-    one place where failure artifacts are saved."""
+    """What an adapter needs of the bot's browser (`bot.browser.BotBrowser`): the page to drive, the hands
+    that act on it as a person would (`bot.input.Hands`), and the one place where failure artifacts are
+    saved."""
 
     @property
     def page(self) -> Page: ...
+
+    @property
+    def hands(self) -> Hands: ...
 
     async def save_artifacts(self, label: str) -> list[Path]:
         """Saves a screenshot and the HTML of the page as it is now under `label`; returns the files."""

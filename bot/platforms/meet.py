@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from bot.platforms.base import Browser, CallState, EndReason, FailureCode, JoinPolicy, StateCallback
 from bot.platforms.meet_ui import (
@@ -36,13 +37,21 @@ log = logging.getLogger(__name__)
 _TERMINAL: dict[Screen, tuple[FailureCode, str]] = {
     Screen.NOT_FOUND: (FailureCode.NOT_FOUND, "Meet says the meeting code does not work"),
     Screen.SIGN_IN: (FailureCode.SIGN_IN_REQUIRED, "this meeting only admits signed-in Google accounts"),
-    Screen.BLOCKED: (FailureCode.BLOCKED, 'Google refused this browser: "You can\'t join this video call"'),
+    Screen.CAPTCHA: (FailureCode.CAPTCHA, "Google showed a reCAPTCHA while the bot was joining"),
+    Screen.BLOCKED: (
+        FailureCode.BLOCKED,
+        'Google refused this browser ("You can\'t join this video call" / "…this meeting")',
+    ),
     Screen.DENIED: (FailureCode.DENIED, "someone in the call denied the request to join"),
     Screen.LOBBY_TIMEOUT: (FailureCode.LOBBY_TIMEOUT, "nobody answered the request to join (Meet gave up)"),
     Screen.REMOVED: (FailureCode.DENIED, "the bot was removed before it was let in"),
     Screen.HOST_ENDED: (FailureCode.NOT_FOUND, "the meeting ended before the bot was let in"),
     Screen.CALL_ENDED: (FailureCode.NOT_FOUND, "the meeting ended before the bot was let in"),
-    Screen.LEFT: (FailureCode.UI_CHANGED, "Meet says the bot left while it was joining"),
+    # The bot did not leave: while it asks to join, this is how Meet now shows a refusal.
+    Screen.LEFT: (
+        FailureCode.DENIED,
+        'the request to join was refused: Meet turned to "You left the meeting" while the bot asked to join',
+    ),
 }
 _ENDS: dict[Screen, EndReason] = {
     Screen.REMOVED: EndReason.REMOVED,
@@ -51,6 +60,7 @@ _ENDS: dict[Screen, EndReason] = {
     Screen.LEFT: EndReason.CALL_ENDED,  # the page says so without our leave(): another tab, or Meet itself
 }
 _MAX_CLICKS = 6  # per toggle/dialog: more means the page does not react to the click
+_COUNT_FALLBACK_S = 10.0  # no participant count this long in the call: count the participant tiles
 
 
 class MeetPlatform(PagePlatform):
@@ -76,6 +86,9 @@ class MeetPlatform(PagePlatform):
         self.max_reloads = max_reloads
         self.screen = Screen.UNKNOWN  # the last screen seen, for logs and tests
         self.reloads = 0
+        self._no_count_since: float | None = None
+        self._counting_tiles = False
+        self._dismissing = False
 
     # ---- joining -------------------------------------------------------------------------------------
 
@@ -97,6 +110,10 @@ class MeetPlatform(PagePlatform):
             if screen is not self.screen:
                 log.info("meet: %s -> %s", self.screen.value, screen.value)
                 self.screen, progress_at = screen, now
+            if await self._network_error(snap, policy):
+                progress_at = now
+                await asyncio.sleep(self.poll_s)
+                continue
             if screen in _TERMINAL:
                 self._inside = False  # Meet already put the bot out: nothing for leave() to withdraw
                 code, message = _TERMINAL[screen]
@@ -140,8 +157,8 @@ class MeetPlatform(PagePlatform):
                     if allow == "permission_skip":
                         log.warning("meet: no way to allow the microphone; the agent will not be heard")
                     acted = await self._click_button(allow)
-                else:
-                    acted = await self._click_button("dismiss", in_dialog=True)
+                else:  # in a dialog or a card on top of the page, wherever it is
+                    acted = await self._click_button("dismiss", in_dialog=bool(snap.dialog))
                 if acted:
                     progress_at = now
             elif screen is Screen.PREJOIN:
@@ -162,17 +179,17 @@ class MeetPlatform(PagePlatform):
                     last_join_click = now
                     if await self._click_button("join"):
                         progress_at = now
-            if now - progress_at >= policy.ui_timeout_s:
-                await self._fail_stuck(screen.value, snap.title, policy)
+            await self._check_stuck(screen.value, screen is Screen.UNKNOWN, snap, progress_at, policy)
             await asyncio.sleep(self.poll_s)
 
     async def _prepare(self, display_name: str, snap: Snapshot, clicks: dict[str, int]) -> bool:
         """Name typed, camera off, microphone on; True when it did something this tick."""
         if snap.visible.get("name_input") and snap.name_value != display_name:
+            if not await self._type(self._css(self.page, SELECTORS["name_input"]), display_name):
+                return False  # covered or gone: the join loop's bounds decide
             clicks["name"] = clicks.get("name", 0) + 1
             if clicks["name"] > _MAX_CLICKS:
                 await self._fail(FailureCode.UI_CHANGED, "the name field does not keep what is typed", "name")
-            await self._type(self._css(self.page, SELECTORS["name_input"]), display_name, delay_ms=10)
             return True
         for key in ("cam_is_on", "mic_is_off"):  # turn the camera off, the microphone on
             if snap.visible.get(key):
@@ -204,18 +221,80 @@ class MeetPlatform(PagePlatform):
     async def _read_call(self) -> CallReading:
         snap = await self._snapshot()
         screen = classify(snap)
-        if snap.dialog and snap.buttons.get("consent") and screen is Screen.IN_CALL:
+        in_call = screen in (Screen.IN_CALL, Screen.POPUP, Screen.UNKNOWN)  # the call, maybe under a card
+        if in_call and snap.on_top.get("dismiss"):
+            await self._click_button("dismiss")  # "Got it" cards, in a dialog or not
+        elif snap.dialog and snap.buttons.get("consent") and screen is Screen.IN_CALL:
             await self._click_button("consent", in_dialog=True)  # notices can come at any time
-        # The count means something only on the call's own screen.
-        return CallReading(_ENDS.get(screen), snap.participants if screen is Screen.IN_CALL else None)
+        end = _ENDS.get(screen)
+        if end is None and self._left_the_meeting(snap.url):
+            log.info("meet: the page left the meeting (now %s)", snap.url)
+            end = EndReason.CALL_ENDED  # the call ended by navigating away, with no end text
+        return CallReading(end, self._count(snap) if in_call else None)
+
+    def _left_the_meeting(self, url: str) -> bool:
+        """The page is no longer meet.google.com/<code> (the landing page, another site, an error page).
+        An empty URL is a page between two navigations: not known yet."""
+        if not url:
+            return False
+        where = urlsplit(url)
+        code = self.meeting.meeting_id.lower()
+        return where.hostname != "meet.google.com" or where.path.strip("/").lower() != code
+
+    def _count(self, snap: Snapshot) -> int | None:
+        """People in the call: the page's count when it shows one; after `_COUNT_FALLBACK_S` without any,
+        the participant tiles (said once in the log): an unknown count would keep the bot in an empty
+        meeting until `call.max_duration_s`."""
+        now = self._now()
+        if snap.participants is not None:
+            if self._counting_tiles:
+                log.info("meet: participant count found again (%s)", snap.participants_from)
+            self._no_count_since, self._counting_tiles = None, False
+            return snap.participants
+        self._no_count_since = self._no_count_since if self._no_count_since is not None else now
+        if now - self._no_count_since < _COUNT_FALLBACK_S:
+            return None
+        tiles = snap.present.get("tiles", 0)
+        if not self._counting_tiles:
+            self._counting_tiles = True
+            log.warning(
+                "meet: no participant count on the page for %.0f s; counting the participant tiles "
+                "instead ([data-participant-id]: %d)",
+                _COUNT_FALLBACK_S,
+                tiles,
+            )
+        return tiles or None
+
+    async def _dismiss_popups(self) -> bool:
+        """Clicks away a "Got it"/"Dismiss" card or a consent notice, wherever it is on top."""
+        if self._dismissing:
+            return False
+        self._dismissing = True
+        try:
+            snap = await self._snapshot()
+            if snap.on_top.get("dismiss"):
+                return await self._click_button("dismiss")
+            if snap.dialog and snap.on_top.get("consent"):
+                return await self._click_button("consent", in_dialog=True)
+            return False
+        finally:
+            self._dismissing = False
 
     async def _leave_in_page(self) -> None:
-        """Click "Leave call" (the call's and the lobby's) and wait a little for Meet to say so."""
+        """Click "Leave call" (the call's and the lobby's) and wait a little for Meet to say so. A card on
+        a scrim over the bar ("Got it") is clicked away first."""
         await self._wake_controls()
         screen = classify(await self._snapshot())
         if screen in _ENDS or screen in _TERMINAL:
             return
-        if not await self._click_css("leave_button", wait=True):
+        await self._dismiss_popups()
+        clicked = False
+        for _ in range(2):  # once more after dismissing what took the first click
+            if await self._click_css("leave_button", wait=True):
+                clicked = True
+                break
+            await self._wake_controls()
+        if not clicked:
             return
         deadline = self._now() + 3.0
         while self._now() < deadline:
@@ -230,7 +309,7 @@ class MeetPlatform(PagePlatform):
         return Snapshot.parse(raw)
 
     async def _click_css(self, key: str, wait: bool = False) -> bool:
-        return await self._click(self._css(self.page, SELECTORS[key]), wait)
+        return await self._click(self._css(self.page, SELECTORS[key]), wait, timeout_ms=1500)
 
     async def _click_button(self, key: str, in_dialog: bool = False) -> bool:
         scope = self.page.locator("[role=dialog], [role=alertdialog]") if in_dialog else self.page

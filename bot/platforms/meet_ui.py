@@ -66,7 +66,12 @@ TEXTS: dict[str, tuple[str, ...]] = {
         "The meeting code you entered doesn't work",
     ),
     "google_account": ("your Google Account",),
-    "blocked": ("You can't join this video call", "There is a problem connecting to this video call"),
+    # Meet's refusals of a guest browser (both wordings seen in 2026).
+    "blocked": (
+        "You can't join this video call",
+        "You can't join this meeting",
+        "There is a problem connecting to this video call",
+    ),
     # Checked before "denied": Meet shows the same "You can't join this call" heading for both.
     "lobby_timeout": ("No one responded to your request to join the call",),
     "denied": (
@@ -82,6 +87,7 @@ TEXTS: dict[str, tuple[str, ...]] = {
         "Asking to be let in",
         "You'll join the call when someone lets you in",
         "Please wait until a meeting host brings you into the call",
+        "Waiting for the host to let you in",
     ),
     "host_wait": ("Waiting for the host to join",),
     "getting_ready": ("Getting ready", "You'll be able to join in just a moment"),
@@ -102,17 +108,29 @@ SNAPSHOT_JS = page_script(
     .some((h) => fold(h.textContent).includes("sign in"));
   out.audioElements = document.querySelectorAll("audio").length;
   out.dialog = Array.from(document.querySelectorAll("[role=dialog], [role=alertdialog]")).some(shown);
-  // People button (new UI): a dialog-opening button labelled "People", often with the count ("People - 3").
-  const people = Array.from(document.querySelectorAll("[aria-haspopup=dialog]"))
+  // The participant count, where peers read it: the avatar stack's [data-avatar-count], then a button
+  // labelled "People" ("People - 3"; with or without aria-haspopup), then the open People panel.
+  out.participants = null;
+  out.participantsFrom = null;
+  const avatars = Array.from(document.querySelectorAll("[data-avatar-count]"))
+    .map((el) => parseInt(el.getAttribute("data-avatar-count"), 10)).filter((n) => Number.isFinite(n));
+  if (avatars.length) {
+    out.participants = avatars[0];
+    out.participantsFrom = "avatars";
+  }
+  const people = Array.from(document.querySelectorAll("button, [role=button]"))
     .find((el) => rendered(el) && /^people\\b/.test(fold(el.getAttribute("aria-label") || el.textContent)));
   out.people = !!people;
-  out.participants = null;
-  if (people) {
+  if (people && out.participants === null) {
     const m = ((people.getAttribute("aria-label") || "") + " " + (people.textContent || "")).match(/\\d+/);
-    if (m) out.participants = parseInt(m[0], 10);
+    if (m) {
+      out.participants = parseInt(m[0], 10);
+      out.participantsFrom = "people";
+    }
   }
   if (out.participants === null && out.present.participants_list > 0) {
     out.participants = out.present.participants_list;
+    out.participantsFrom = "list";
   }
 """
 )
@@ -121,8 +139,10 @@ SNAPSHOT_JS = page_script(
 class Screen(StrEnum):
     """What the page shows now, in the order `classify` checks."""
 
+    NETWORK_ERROR = "network_error"  # Chromium's own error page: Meet could not be reached
     NOT_FOUND = "not_found"
     SIGN_IN = "sign_in"
+    CAPTCHA = "captcha"  # a reCAPTCHA while joining
     BLOCKED = "blocked"
     REMOVED = "removed"
     HOST_ENDED = "host_ended"
@@ -134,7 +154,7 @@ class Screen(StrEnum):
     HOST_WAIT = "host_wait"
     IN_CALL = "in_call"
     PERMISSION = "permission"  # Meet's own "see and hear you" dialog
-    POPUP = "popup"  # a dismissable dialog over the pre-join page
+    POPUP = "popup"  # a dismissable dialog or card ("Got it", "Dismiss") over the pre-join page
     PREJOIN = "prejoin"  # name, toggles, join button
     GETTING_READY = "getting_ready"
     UNKNOWN = "unknown"
@@ -147,6 +167,7 @@ class Snapshot(PageSnapshot):
     join_enabled: bool = False
     name_value: str | None = None
     participants: int | None = None
+    participants_from: str | None = None  # "avatars", "people" (the People button) or "list" (the panel)
     people: bool = False
     sign_in_heading: bool = False
     audio_elements: int = 0
@@ -158,6 +179,8 @@ class Snapshot(PageSnapshot):
         self.join_enabled = bool(raw.get("joinEnabled"))
         self.name_value = None if name is None else str(name)
         self.participants = participants if isinstance(participants, int) else None
+        source = raw.get("participantsFrom")
+        self.participants_from = str(source) if source else None
         self.people = bool(raw.get("people"))
         self.sign_in_heading = bool(raw.get("signInHeading"))
         self.audio_elements = audio if isinstance(audio, int) else 0
@@ -184,10 +207,14 @@ def classify(snap: Snapshot) -> Screen:
     the toggles and a participant tile with the call), then the call (two call-only signals), then the
     pre-join steps."""
     t = snap.texts
+    if snap.net_error:
+        return Screen.NETWORK_ERROR
     if "not_found" in t:
         return Screen.NOT_FOUND
     if snap.sign_in_heading and "google_account" in t:
         return Screen.SIGN_IN
+    if snap.recaptcha:
+        return Screen.CAPTCHA
     if "blocked" in t:
         return Screen.BLOCKED
     for key, screen in _ENDS:
@@ -201,7 +228,8 @@ def classify(snap: Snapshot) -> Screen:
         return Screen.IN_CALL
     if "permission" in t or snap.buttons.get("permission_allow") or snap.buttons.get("permission_skip"):
         return Screen.PERMISSION
-    if snap.dialog and snap.buttons.get("dismiss"):
+    # Popups are not always dialogs: a "Got it"/"Dismiss" card on top of the page counts too.
+    if (snap.dialog and snap.buttons.get("dismiss")) or snap.on_top.get("dismiss"):
         return Screen.POPUP
     if snap.visible.get("name_input") or snap.buttons.get("join"):
         return Screen.PREJOIN

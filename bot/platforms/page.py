@@ -5,6 +5,11 @@ loop, what one reading of a call means, how its leave buttons work). This base h
 client, clicking and typing as a person would, waking auto-hidden controls, failing with the page saved
 first, watching the call until it ends, and leaving with closing the page as the fallback.
 
+Acting: the adapter decides from what it reads with Playwright; the person's part — clicks, typing, the
+pointer that wakes auto-hidden toolbars — goes through the browser's `hands` (`bot.input`): OS-level input
+on the bot's own display in `xvfb` mode, which is what Meet's and Zoom's entry checks accept, or input
+synthesized by Playwright in `headless` mode.
+
 Failure artifacts: a failing join has the browser save the page as it is *before* anything navigates. A join
 that gives up on its own bound withdraws its request (leave → `about:blank`); saving after that would keep a
 blank page.
@@ -14,18 +19,22 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
+from urllib.parse import urlsplit
 
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Frame, Locator, Page
 
+from bot.input import InputError
 from bot.platforms.base import Browser, CallPolicy, EndReason, FailureCode, JoinFailure, JoinPolicy, Platform
-from bot.platforms.ui import exact_text
+from bot.platforms.ui import PageSnapshot, exact_text
 from bot.platforms.urls import MeetingUrl
 
 log = logging.getLogger(__name__)
@@ -35,6 +44,28 @@ _GOTO_TIMEOUT_MS = 30000
 _CLOSE_TIMEOUT_MS = 5000
 # Twice a second is enough to leave promptly; each look costs the bot CPU for the whole call.
 _CALL_POLL_S = 0.5
+
+# Chromium's network errors while opening the client: the page then shows Chromium's own error page.
+_NET_ERROR = re.compile(r"\bnet::(ERR_[A-Z_]+)")
+_NET_RETRY_FIRST_S = 1.0  # reloads of an error page back off 1, 2, 4, 8, 15, 15… s
+_NET_RETRY_MAX_S = 15.0
+_MAX_BLOCKED_CLICKS = 5  # clicks in a row taken by something the bot cannot dismiss: a UI change
+
+# What covers an element where a click on it would land (an overlay, a scrim, a popup), described for logs
+# and for the user: `<div#id.class> "its text"`.
+_COVER_JS = """
+(el) => {
+  const r = el.getBoundingClientRect();
+  if (r.width === 0 || r.height === 0) return null;
+  const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+  if (!hit || hit === el || el.contains(hit)) return null;
+  const id = hit.id ? "#" + hit.id : "";
+  const cls = (hit.getAttribute("class") || "").trim().split(/\\s+/).filter(Boolean).slice(0, 3)
+    .map((c) => "." + c).join("");
+  const text = (hit.innerText || "").replace(/\\s+/g, " ").trim().slice(0, 40);
+  return "<" + hit.tagName.toLowerCase() + id + cls + ">" + (text ? ' "' + text + '"' : "");
+}
+"""
 
 Scope = Page | Frame | Locator  # where to look for an element
 
@@ -71,11 +102,21 @@ class PagePlatform(Platform):
         self._inside = False  # in a lobby or the call: leave() has something to undo in the page
         self._joined_at: float | None = None
         self._left = False
+        self._target = meeting.join_url  # the last URL the bot opened (network errors name its host)
+        self._cover: str | None = None  # what last took a click meant for an element
+        self._blocked_clicks = 0  # clicks in a row taken by `_cover`
+        self._net_since: float | None = None  # since when the browser shows its network error page
+        self._net_reload_at = 0.0
+        self._net_delay = _NET_RETRY_FIRST_S
+        self._unknown_since: float | None = None
 
     # ---- failing -------------------------------------------------------------------------------------
 
     async def _fail(self, code: FailureCode, message: str, step: str) -> NoReturn:
-        """Fails the join with the page saved as it is now."""
+        """Fails the join with the page saved as it is now. A UI change says what covered the page when
+        the last click was taken by something else."""
+        if code is FailureCode.UI_CHANGED and self._cover:
+            message += f"; the clicks were taken by {self._cover}, which covers the page"
         raise JoinFailure(code, message, step=step, artifacts=await self._save_page(code))
 
     async def _give_up(self, code: FailureCode, message: str, step: str) -> NoReturn:
@@ -85,13 +126,74 @@ class PagePlatform(Platform):
         await self.leave()
         raise JoinFailure(code, message, step=step, artifacts=artifacts)
 
-    async def _fail_stuck(self, screen: str, title: str, policy: JoinPolicy) -> NoReturn:
+    async def _fail_stuck(self, screen: str, snap: PageSnapshot, policy: JoinPolicy) -> NoReturn:
         await self._fail(
             FailureCode.UI_CHANGED,
-            f"stuck on the {screen!r} screen for {policy.ui_timeout_s:g} s (page title {title!r}); "
-            f"{self.label}'s page may have changed",
+            f"stuck on the {screen!r} screen for {policy.ui_timeout_s:g} s (page title {snap.title!r}, "
+            f"buttons {snap.buttons_said()}); {self.label}'s page may have changed",
             screen,
         )
+
+    async def _check_stuck(
+        self, screen: str, unknown: bool, snap: PageSnapshot, progress_at: float, policy: JoinPolicy
+    ) -> None:
+        """Fails the join when the page has shown no screen the bot knows for `ui_stuck_s`, or a known
+        screen without progress for `ui_timeout_s`; the message lists the visible buttons' texts, so a
+        user's report says what the page offered instead."""
+        if self._blocked_clicks >= _MAX_BLOCKED_CLICKS:
+            self._blocked_clicks = 0
+            await self._fail(
+                FailureCode.UI_CHANGED,
+                f"{_MAX_BLOCKED_CLICKS} clicks in a row on the {screen!r} screen were taken by something the "
+                f"bot does not know how to dismiss",
+                screen,
+            )
+        now = self._now()
+        if not unknown:
+            self._unknown_since = None
+            if now - progress_at >= policy.ui_timeout_s:
+                await self._fail_stuck(screen, snap, policy)
+            return
+        self._unknown_since = self._unknown_since if self._unknown_since is not None else now
+        if now - self._unknown_since >= policy.ui_stuck_s:
+            await self._fail(
+                FailureCode.UI_CHANGED,
+                f"no {self.label} screen the bot knows for {policy.ui_stuck_s:g} s (page title "
+                f"{snap.title!r}, buttons {snap.buttons_said()}); {self.label}'s page may have changed",
+                screen,
+            )
+
+    async def _network_error(self, snap: PageSnapshot, policy: JoinPolicy) -> bool:
+        """True when the browser shows its own error page (the platform's host could not be reached):
+        reloads with backoff within `network_retry_s`, then fails the join as `network_error`. Any other
+        page resets the count."""
+        if snap.net_error is None:
+            self._net_since, self._net_delay = None, _NET_RETRY_FIRST_S
+            return False
+        now = self._now()
+        host = urlsplit(self._target).hostname or self._target
+        if self._net_since is None:
+            self._net_since, self._net_reload_at = now, now + self._net_delay
+            log.warning(
+                "%s: could not reach %s (%s); retrying for %g s",
+                self.name,
+                host,
+                snap.net_error,
+                policy.network_retry_s,
+            )
+        if now - self._net_since >= policy.network_retry_s:
+            await self._fail(
+                FailureCode.NETWORK_ERROR,
+                f"could not reach {host}: the browser says {snap.net_error} (retried for "
+                f"{policy.network_retry_s:g} s); check this machine's network, DNS and proxy",
+                "network",
+            )
+        if now >= self._net_reload_at:
+            self._net_delay = min(self._net_delay * 2, _NET_RETRY_MAX_S)
+            self._net_reload_at = now + self._net_delay
+            log.info("%s: reloading %s after %s", self.name, self._target, snap.net_error)
+            await self._goto(self._target)
+        return True
 
     async def _save_page(self, code: FailureCode) -> list[Path]:
         # Named by platform, code and time; the browser never overwrites (a retried join keeps each page).
@@ -101,9 +203,18 @@ class PagePlatform(Platform):
     # ---- acting on the page --------------------------------------------------------------------------
 
     async def _goto(self, url: str) -> None:
+        """Opens `url`. A network error is not a failure here: the page then shows Chromium's error page,
+        which the join loop retries (`_network_error`)."""
+        self._target = url
         try:
             await self.page.goto(url, wait_until="domcontentloaded", timeout=_GOTO_TIMEOUT_MS)
         except PlaywrightError as e:
+            found = _NET_ERROR.search(str(e))
+            if found is not None:
+                log.info("%s: opening %s: %s", self.name, url, found.group(1))
+                return
+            if self.page.is_closed():
+                raise
             await self._fail(FailureCode.UI_CHANGED, f"could not open {self.label}: {e}", "open")
 
     async def _evaluate(self, frame: Frame, script: str, arg: object) -> dict[str, object]:
@@ -129,40 +240,65 @@ class PagePlatform(Platform):
             scope.locator("button, a, [role=button]").filter(has_text=exact_text(texts), visible=True).first
         )
 
-    async def _click(self, target: Locator, wait: bool = False) -> bool:
-        """Clicks `target` if it is visible now (or, with `wait`, once it is); True when clicked."""
+    async def _click(
+        self, target: Locator, wait: bool = False, timeout_ms: float = _CLICK_TIMEOUT_MS
+    ) -> bool:
+        """Clicks `target` if it is visible now (or, with `wait`, once it is); True when clicked. A click
+        that something else takes (a popup, a scrim) is not retried here and never replaced by Enter (on
+        Zoom's leave dialog Enter cancels): what covers the target is noted (`_cover`, named in a later
+        UI_CHANGED), known popups are dismissed, and the caller's loop tries again."""
         try:
             if not wait and not await target.is_visible():
                 return False
-            try:
-                await target.click(timeout=_CLICK_TIMEOUT_MS)
-            except PlaywrightError:
-                # An overlay can swallow pointer clicks; a focused button still takes Enter.
-                await target.focus(timeout=_CLICK_TIMEOUT_MS)
-                await target.press("Enter", timeout=_CLICK_TIMEOUT_MS)
+            await self.browser.hands.click(target, timeout_s=timeout_ms / 1000)
+            self._cover, self._blocked_clicks = None, 0
             return True
-        except PlaywrightError as e:
-            log.info("%s: click failed: %s", self.name, e)
+        except (PlaywrightError, InputError) as e:
+            if self.page.is_closed():
+                raise
+            await self._blocked_click(target, e)
             return False
 
-    async def _type(self, field: Locator, text: str, delay_ms: float = 15) -> bool:
+    async def _blocked_click(self, target: Locator, error: PlaywrightError | InputError) -> None:
+        cover: str | None = None
+        with contextlib.suppress(PlaywrightError):
+            cover = await target.evaluate(_COVER_JS, timeout=1000)
+        if cover:
+            self._blocked_clicks = self._blocked_clicks + 1 if cover == self._cover else 1
+            self._cover = cover
+            log.info("%s: click taken by %s; dismissing known popups", self.name, cover)
+            await self._dismiss_popups()
+        else:
+            log.info("%s: click failed: %s", self.name, str(error).splitlines()[0])
+
+    async def _dismiss_popups(self) -> bool:
+        """Clicks away the popups this platform knows, wherever they are; True when one was. The base
+        knows none."""
+        return False
+
+    async def _type(self, field: Locator, text: str) -> bool:
         """Replaces the field's value with real key events, as a person would: both clients listen to
         input events and keep Join disabled when a value is set by script. True when it typed."""
         try:
-            await field.click(timeout=_CLICK_TIMEOUT_MS)
-            await field.press("ControlOrMeta+a")
-            await field.press("Backspace")
-            await field.press_sequentially(text, delay=delay_ms)
+            await self.browser.hands.replace_text(field, text, timeout_s=_CLICK_TIMEOUT_MS / 1000)
+            self._cover, self._blocked_clicks = None, 0
             return True
-        except PlaywrightError as e:
-            log.info("%s: typing failed: %s", self.name, e)
+        except (PlaywrightError, InputError) as e:
+            if self.page.is_closed():
+                raise
+            await self._blocked_click(field, e)
             return False
+
+    async def _wake_controls_quietly(self) -> None:
+        try:
+            await self._wake_controls()
+        except (PlaywrightError, InputError):
+            if self.page.is_closed():
+                raise
 
     async def _wake_controls(self) -> None:
         """The control bar auto-hides after a few seconds without pointer movement; moving brings it back."""
-        size = self.page.viewport_size or {"width": 1280, "height": 720}
-        await self.page.mouse.move(size["width"] / 2, size["height"] / 2)
-        await self.page.mouse.move(size["width"] / 2, size["height"] - 40)
+        await self.browser.hands.wake()
 
     # ---- in the call ---------------------------------------------------------------------------------
 
@@ -175,6 +311,9 @@ class PagePlatform(Platform):
         alone_since: float | None = None
         pending: EndReason | None = None  # an end must be read twice in a row: one reading is a flicker
         while True:
+            # Auto-hiding controls take the call's signals and the count with them: bring them back
+            # before each look (a hidden bar is never the end of a call).
+            await self._wake_controls_quietly()
             reading = await self._read_call()
             now = self._now()
             if reading.end is not None and reading.end is pending:

@@ -67,6 +67,31 @@ _SCRIPT = """
   for (const [key, list] of Object.entries(texts)) {
     if (list.some((t) => body.includes(fold(t)))) out.texts.push(key);
   }
+  // Which known buttons are on top where a click lands (not under a scrim): a popup outside any
+  // [role=dialog] is clicked away wherever it is.
+  const onTop = (el) => {
+    const r = el.getBoundingClientRect();
+    const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+    return !!hit && (hit === el || el.contains(hit));
+  };
+  out.onTop = {};
+  for (const [key, list] of Object.entries(buttons)) {
+    const want = list.map(fold);
+    out.onTop[key] = clickable.some((el) => want.includes(label(el)) && onTop(el));
+  }
+  // The visible buttons' own words, for a message when the page is one the bot does not know.
+  out.buttonTexts = [...new Set(clickable.map((el) => (el.innerText || el.getAttribute("aria-label") || "")
+    .replace(/\\s+/g, " ").trim().slice(0, 60)).filter(Boolean))].slice(0, 30);
+  // Chromium's own error page (the platform's host could not be reached): its net::ERR_ code.
+  const errorPage = location.protocol === "chrome-error:" || !!document.getElementById("main-frame-error");
+  const errorText = errorPage && document.body ? document.body.innerText : "";
+  const errorCode = errorText.match(/\\b(?:NET::)?ERR_[A-Z_]+\\b/);
+  out.netError = errorPage ? (errorCode ? errorCode[0] : "ERR_UNKNOWN") : null;
+  // Google's reCAPTCHA widget, big enough to be the thing asked of the user (both platforms embed it).
+  out.recaptcha = Array.from(document.querySelectorAll('iframe[src*="recaptcha" i]')).some((f) => {
+    const r = f.getBoundingClientRect();
+    return shown(f) && r.width >= 120 && r.height >= 40;
+  });
   PLATFORM_READINGS
   return out;
 }
@@ -92,6 +117,10 @@ class PageSnapshot:
     buttons: dict[str, bool] = field(default_factory=dict)  # only keys with a shown button
     texts: set[str] = field(default_factory=set)
     frame_of: dict[str, int] = field(default_factory=dict)
+    on_top: dict[str, bool] = field(default_factory=dict)  # a shown button of that key takes clicks
+    button_texts: list[str] = field(default_factory=list)  # what the visible buttons say
+    net_error: str | None = None  # Chromium's own error page is shown: its code (ERR_NAME_NOT_RESOLVED…)
+    recaptcha: bool = False  # a visible reCAPTCHA iframe (at least 120 x 40 px)
 
     @classmethod
     def parse(cls, raw: object) -> Self:
@@ -120,6 +149,21 @@ class PageSnapshot:
         texts = raw.get("texts")
         if isinstance(texts, list):
             self.texts.update(str(t) for t in texts)
+        for key, seen in _dict(raw.get("onTop")).items():
+            if seen:
+                self.on_top[key] = True
+                self.frame_of.setdefault(f"button:{key}", frame)
+        names = raw.get("buttonTexts")
+        if isinstance(names, list):
+            self.button_texts.extend(str(n) for n in names if str(n) not in self.button_texts)
+        if raw.get("netError") and self.net_error is None:
+            self.net_error = str(raw["netError"])
+        self.recaptcha = self.recaptcha or bool(raw.get("recaptcha"))
+
+    def buttons_said(self, limit: int = 12) -> str:
+        """The visible buttons' texts, quoted, for a message (`"Continue", "Try another way"`)."""
+        shown = [f'"{t}"' for t in self.button_texts[:limit]]
+        return ", ".join(shown) if shown else "none"
 
     def signals(self, key: str = "in_call") -> int:
         """How many distinct candidates of `key` are laid out (see `signal_selectors`)."""

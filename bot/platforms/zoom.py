@@ -9,9 +9,12 @@ does the one thing the current screen needs. The client may run top level or ins
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
 
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Frame
@@ -50,6 +53,25 @@ _ENDS: dict[Screen, EndReason] = {
 }
 _MAX_PERMISSION_CLICKS = 6  # Zoom asks twice (camera and microphone, then microphone only)
 _MAX_TYPING = 6  # more means the name or passcode field does not keep what is typed
+_MAX_TOGGLE_CLICKS = 3  # per preview toggle, terms control or mute click: more means it does not react
+_WALL_RELOADS = 2  # reloads that often clear the anti-bot wall in a closed shadow root, before `captcha`
+
+# Finds the blank layer over the middle of the page (see zoom_ui's `cover`), in the page or the client's
+# frame, for a look inside its shadow root through the DevTools protocol.
+_FIND_COVER_JS = """
+(() => {
+  const docs = [document];
+  const frame = document.querySelector("iframe#webclient");
+  if (frame && frame.contentDocument) docs.push(frame.contentDocument);
+  for (const doc of docs) {
+    const win = doc.defaultView;
+    const el = doc.elementFromPoint(win.innerWidth / 2, win.innerHeight / 2);
+    if (el && el !== doc.body && el !== doc.documentElement && !el.shadowRoot && el.childElementCount === 0
+        && !(el.textContent || "").trim()) return el;
+  }
+  return null;
+})()
+"""
 
 
 class ZoomPlatform(PagePlatform):
@@ -73,6 +95,9 @@ class ZoomPlatform(PagePlatform):
         self.audio_wait_s = audio_wait_s
         self._frames: list[Frame] = []
         self.screen = Screen.UNKNOWN  # the last screen seen, for logs and tests
+        self.wall_reloads = 0
+        self._clicks: dict[str, int] = {}
+        self._dismissing = False
 
     # ---- joining -------------------------------------------------------------------------------------
 
@@ -89,11 +114,35 @@ class ZoomPlatform(PagePlatform):
         permission_clicks = 0
         while True:
             snap = await self._snapshot()
+            if snap.cover is not None:
+                snap.shadow_wall = await self._closed_shadow_text()
             screen = classify(snap)
             now = self._now()
             if screen is not self.screen:
                 log.info("zoom: %s -> %s", self.screen.value, screen.value)
                 self.screen, progress_at = screen, now
+            if await self._network_error(snap, policy):
+                progress_at = now
+                await asyncio.sleep(self.poll_s)
+                continue
+            if screen is Screen.SHADOW_WALL:
+                where = f"a modal in a closed shadow root, {snap.cover}, saying {snap.shadow_wall!r}"
+                if self.wall_reloads >= _WALL_RELOADS:
+                    await self._fail(
+                        FailureCode.CAPTCHA,
+                        f"Zoom's anti-bot wall ({where}) stayed after {_WALL_RELOADS} reloads",
+                        screen.value,
+                    )
+                self.wall_reloads += 1
+                log.warning(
+                    "zoom: anti-bot wall (%s); reloading (%d of %d), which often clears it",
+                    where,
+                    self.wall_reloads,
+                    _WALL_RELOADS,
+                )
+                await self._goto(self.meeting.join_url)
+                progress_at = self._now()
+                continue
             if screen in _TERMINAL:
                 code, message = _TERMINAL[screen]
                 await self._fail(code, message, screen.value)
@@ -144,6 +193,9 @@ class ZoomPlatform(PagePlatform):
                 key = "permission_allow" if snap.buttons.get("permission_allow") else "permission_skip"
                 if await self._click_button(key, snap):
                     progress_at = now
+            elif screen is Screen.TERMS:
+                if await self._accept_terms(snap):
+                    progress_at = now
             elif screen is Screen.LAUNCH:
                 if await self._click_button("launch_browser", snap):
                     progress_at = now
@@ -161,12 +213,31 @@ class ZoomPlatform(PagePlatform):
                 elif snap.join_enabled and now - last_join_click >= 2.0:
                     last_join_click = now
                     await self._click_css("join_button", snap)
-            if now - progress_at >= policy.ui_timeout_s:
-                await self._fail_stuck(screen.value, snap.title, policy)
+            await self._check_stuck(screen.value, screen is Screen.UNKNOWN, snap, progress_at, policy)
             await asyncio.sleep(self.poll_s)
 
+    async def _accept_terms(self, snap: Snapshot) -> bool:
+        """The terms/consent dialog over a mask: tick its checkbox, then its agree button."""
+        if snap.terms_checked is False and self._count_click("terms_checkbox"):
+            return await self._click_css("terms_checkbox", snap)
+        if snap.visible.get("disclaimer_agree") and self._count_click("disclaimer_agree"):
+            return await self._click_css("disclaimer_agree", snap)
+        if snap.buttons.get("terms_accept") and self._count_click("terms_accept"):
+            return await self._click_button("terms_accept", snap)
+        return False
+
+    def _count_click(self, key: str) -> bool:
+        """True while `key` has been clicked fewer than `_MAX_TOGGLE_CLICKS` times in this join."""
+        self._clicks[key] = self._clicks.get(key, 0) + 1
+        if self._clicks[key] > _MAX_TOGGLE_CLICKS:
+            if self._clicks[key] == _MAX_TOGGLE_CLICKS + 1:
+                log.warning("zoom: %s does not change when clicked", key)
+            return False
+        return True
+
     async def _fill_preview(self, display_name: str, snap: Snapshot) -> bool:
-        """Types what is missing (passcode, name) or ticks the terms; True when it did something."""
+        """Types what is missing (passcode, name), ticks the terms, turns the microphone on and the camera
+        off; True when it did something."""
         if snap.visible.get("passcode_input") and not snap.passcode_value:
             if not self.meeting.passcode:
                 await self._fail(
@@ -182,29 +253,48 @@ class ZoomPlatform(PagePlatform):
         if snap.visible.get("terms_agree") and not snap.terms_agreed:
             # Ticked once: clicking a ticked checkbox again would untick it.
             return await self._click_css("terms_agree", snap)
+        # The agent speaks through the microphone; the bot has no picture to show.
+        if snap.preview_audio_on is False and self._count_click("preview_audio"):
+            return await self._click_css("preview_audio", snap)
+        if snap.preview_video_on is True and self._count_click("preview_video"):
+            return await self._click_css("preview_video", snap)
         return False
 
     async def _join_computer_audio(self) -> None:
         """Joins computer audio (dialog or audio button) and makes sure the mic is on: the agent speaks
-        through it. Bounded: a call without the dialog is still a call."""
+        through it. The state comes from several cues (zoom_ui: label words, the words under the button,
+        the icon), and every click is checked by reading the state again. Bounded: a call whose audio
+        cannot be confirmed is still a call."""
         deadline = self._now() + self.audio_wait_s
-        unmuted = False
+        clicks = 0
+        clicked_at: float | None = None
+        snap = Snapshot()
         while self._now() < deadline:
+            await self._wake_controls_quietly()
             snap = await self._snapshot()
-            label = (snap.audio_label or "").lower()
+            state, now = snap.audio_state, self._now()
             if snap.buttons.get("computer_audio"):
                 await self._click_button("computer_audio", snap)
-            elif label == "join audio":
-                await self._wake_controls()
-                await self._click_css("audio_button", snap)
-            elif label == "unmute" and not unmuted:
-                await self._wake_controls()
-                unmuted = await self._click_css("audio_button", snap)
-            elif label == "mute":
+            elif state == "unmuted":
+                log.info("zoom: microphone on (%s)", snap.audio_cues)
                 return
+            elif state in ("join", "muted") and (clicked_at is None or now - clicked_at >= 1.0):
+                if clicks >= _MAX_TOGGLE_CLICKS:
+                    break
+                if clicked_at is not None:
+                    log.info(
+                        "zoom: audio still reads %s after a click (%s); clicking again",
+                        state,
+                        snap.audio_cues,
+                    )
+                clicks += 1
+                clicked_at = now
+                await self._click_css("audio_button", snap)
             await asyncio.sleep(self.poll_s)
         log.warning(
-            "zoom: computer audio not confirmed within %.0f s (audio button %r)", self.audio_wait_s, label
+            "zoom: microphone not confirmed on (audio button %r, cues %s); the agent may not be heard",
+            snap.audio_label,
+            snap.audio_cues,
         )
 
     # ---- in the call ---------------------------------------------------------------------------------
@@ -213,15 +303,85 @@ class ZoomPlatform(PagePlatform):
         snap = await self._snapshot()
         if snap.buttons.get("computer_audio"):  # the dialog can come late
             await self._click_button("computer_audio", snap)
-        return CallReading(_ENDS.get(classify(snap)), snap.participants)
+        elif snap.on_top.get("dismiss"):
+            await self._click_button("dismiss", snap)
+        end = _ENDS.get(classify(snap))
+        if end is None and self._left_the_client():
+            log.info("zoom: the page left the meeting (now %s)", self._client_url())
+            end = EndReason.CALL_ENDED  # the meeting ended by navigating away (home, sign-in, post-meeting)
+        return CallReading(end, snap.participants)
+
+    def _client_url(self) -> str:
+        """Where the client is: its frame's URL (the PWA's iframe#webclient) or the page's."""
+        frame = self._frames[-1] if self._frames else self.page.main_frame
+        return frame.url if not frame.is_detached() else self.page.url
+
+    def _left_the_client(self) -> bool:
+        """The client is no longer on a Zoom web client page (/wc/…): the meeting is over for the bot."""
+        url = self._client_url()
+        if not url:
+            return False  # between two navigations: not known yet
+        where = urlsplit(url)
+        host = where.hostname or ""
+        on_zoom = host == "zoom.us" or host.endswith(".zoom.us")
+        return not (on_zoom and where.path.startswith("/wc/"))
+
+    async def _dismiss_popups(self) -> bool:
+        """Clicks away what Zoom puts over its pages: the cookie banner, a terms dialog, tips."""
+        if self._dismissing:
+            return False
+        self._dismissing = True
+        try:
+            snap = await self._snapshot()
+            if snap.visible.get("cookie_accept"):
+                return await self._click_css("cookie_accept", snap)
+            if snap.visible.get("terms_dialog"):
+                return await self._accept_terms(snap)
+            if snap.on_top.get("dismiss"):
+                return await self._click_button("dismiss", snap)
+            return False
+        finally:
+            self._dismissing = False
+
+    async def _closed_shadow_text(self) -> str | None:
+        """What the blank layer over the page says inside its closed shadow root (selectors and innerText
+        cannot reach it; the DevTools protocol can), or None when it hosts none."""
+        try:
+            cdp = await self.page.context.new_cdp_session(self.page)
+        except PlaywrightError:
+            return None
+        try:
+            found = await cdp.send("Runtime.evaluate", {"expression": _FIND_COVER_JS})
+            object_id = found.get("result", {}).get("objectId")
+            if not object_id:
+                return None
+            described = await cdp.send(
+                "DOM.describeNode", {"objectId": object_id, "depth": -1, "pierce": True}
+            )
+            roots = described.get("node", {}).get("shadowRoots") or []
+            if not roots:
+                return None
+            words: list[str] = []
+            for root in roots:
+                _texts(root, words)
+            return " ".join(words)[:200] or "(no text)"
+        except PlaywrightError:
+            return None
+        finally:
+            with contextlib.suppress(PlaywrightError):
+                await cdp.detach()
 
     async def _leave_in_page(self) -> None:
-        """Leave, then confirm "Leave Meeting"."""
-        await self._wake_controls()
+        """Leave, then confirm "Leave Meeting", in whichever frame the client runs (the PWA's
+        iframe#webclient too). Never Enter: on the leave dialog it cancels. Without a confirm button the
+        bot knows, `leave()` closes the page."""
         snap = await self._snapshot()
+        if not snap.visible.get("leave_button"):  # the footer has hidden: bring it back
+            await self._wake_controls()
+            snap = await self._snapshot()
         if classify(snap) in _ENDS or not await self._click_css("leave_button", snap, wait=True):
             return
-        deadline = self._now() + 3.0
+        deadline = self._now() + 1.5
         while self._now() < deadline:
             snap = await self._snapshot()
             if snap.visible.get("leave_confirm"):
@@ -231,6 +391,7 @@ class ZoomPlatform(PagePlatform):
             elif snap.in_call_signals < 2:
                 return
             await asyncio.sleep(0.1)
+        log.warning('zoom: no "Leave Meeting" button the bot knows in the leave dialog; closing the page')
 
     # ---- page access ---------------------------------------------------------------------------------
 
@@ -267,5 +428,15 @@ class ZoomPlatform(PagePlatform):
     async def _click_button(self, key: str, snap: Snapshot) -> bool:
         return await self._click(self._button(self._frame(f"button:{key}", snap), BUTTONS[key]))
 
-    async def _type_into(self, key: str, text: str, snap: Snapshot) -> None:
-        await self._type(self._css(self._frame(key, snap), SELECTORS[key]), text)
+    async def _type_into(self, key: str, text: str, snap: Snapshot) -> bool:
+        return await self._type(self._css(self._frame(key, snap), SELECTORS[key]), text)
+
+
+def _texts(node: dict[str, Any], into: list[str]) -> None:
+    """The text of a DevTools DOM node and its descendants, without style and script contents."""
+    if node.get("nodeName") in ("STYLE", "SCRIPT"):
+        return
+    if node.get("nodeType") == 3 and str(node.get("nodeValue", "")).strip():
+        into.append(" ".join(str(node["nodeValue"]).split()))
+    for child in node.get("children") or []:
+        _texts(child, into)

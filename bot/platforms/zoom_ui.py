@@ -20,7 +20,25 @@ SELECTORS: dict[str, tuple[str, ...]] = {
     "passcode_input": ("#input-for-pwd", 'input[placeholder*="passcode" i]', 'input[type="password"]'),
     "join_button": ("button.preview-join-button", "#joinBtn", "button.joinWindowBtn"),
     "terms_agree": ("#wc_agree1", "#disclaimer_agree"),
-    "captcha": (".component_smart_captcha", "#captcha", 'img[alt*="captcha" i]'),
+    # The terms/consent dialog that can come as soon as the preview loads, over a modal mask.
+    "terms_dialog": (
+        '[role="dialog"] #wc_agree1',
+        '[role="dialog"] #disclaimer_agree',
+        ".zm-modal #wc_agree1",
+        ".zm-modal #disclaimer_agree",
+    ),
+    "terms_checkbox": ("#wc_agree1",),
+    "disclaimer_agree": ("#disclaimer_agree",),
+    "captcha": (
+        ".component_smart_captcha",
+        "#captcha",
+        'img[alt*="captcha" i]',
+        ".CaptchaContainer",
+        'input[placeholder*="captcha" i]',
+    ),
+    # Before Join: the microphone goes on, the camera off.
+    "preview_audio": ("#preview-audio-control-button",),
+    "preview_video": ("#preview-video-control-button",),
     # In the call: any two of these (the footer auto-hides, so being laid out counts, not being visible).
     "in_call": (
         'button[aria-label="Leave"]',
@@ -37,6 +55,7 @@ SELECTORS: dict[str, tuple[str, ...]] = {
         'button[aria-label*="participants list pane" i]',
     ),
     "end_modal": (".zm-modal .zm-modal-body-title", 'div[aria-label="Meeting is end now"]'),
+    "end_now": ('[aria-label="Meeting is end now" i]',),  # its only text may be its OK button
 }
 
 # Buttons and links, matched on their whole visible text (folded: see `ui.fold`).
@@ -47,6 +66,8 @@ BUTTONS: dict[str, tuple[str, ...]] = {
     "computer_audio": ("Join Audio by Computer", "Join with Computer Audio"),
     "leave_confirm": ("Leave Meeting",),
     "end_ok": ("OK",),
+    "terms_accept": ("I Agree", "Agree", "Accept", "Agree and Continue", "Continue"),
+    "dismiss": ("Got it", "Dismiss", "Not now", "Maybe later"),
 }
 
 # Texts anywhere in the page (substring, folded).
@@ -64,7 +85,11 @@ TEXTS: dict[str, tuple[str, ...]] = {
     "removed": ("You have been removed", "You've been removed", "removed you from the meeting"),
     "host_ended": ("This meeting has been ended by host", "The meeting has been ended by the host"),
     "call_ended": ("Meeting is end now", "This meeting has ended", "The meeting has ended"),
-    "host_wait": ("Waiting for the host to start this meeting", "The meeting has not started"),
+    "host_wait": (
+        "Waiting for the host to start this meeting",
+        "Waiting for the host to start the meeting",
+        "The meeting has not started",
+    ),
     "waiting_room": (
         "Please wait, the meeting host will let you in soon",
         "Host has joined. We've let them know you're here",
@@ -100,6 +125,53 @@ SNAPSHOT_JS = page_script(
   }
   const audio = sel.audio_button.map((s) => document.querySelector(s)).find((el) => el) || null;
   out.audioLabel = audio ? (audio.getAttribute("aria-label") || fold(audio.innerText)) : null;
+  // The microphone's state from several cues, because no one of them is stable: the label's words
+  // ("unmute my microphone", "Unmute"), the words under the button, and the icon's or a state class
+  // ("SvgAudioMuted"). aria-label="audio" (seen 2026-09) says nothing by itself.
+  out.audioState = null;
+  out.audioCues = null;
+  if (audio) {
+    const notMic = /\\b(mute|unmute) (all|everyone|participants?)\\b|ask (all )?to unmute/;
+    const words = (text) => {
+      const w = fold(text);
+      if (!w || notMic.test(w)) return null;
+      if (/\\b(join|connect)( to)? (computer )?audio\\b/.test(w)) return "join";
+      if (/\\bunmute\\b/.test(w)) return "muted";
+      if (/\\bmute\\b/.test(w)) return "unmuted";
+      return null;
+    };
+    const classes = [audio, ...audio.querySelectorAll("*")]
+      .map((el) => el.getAttribute("class") || "").join(" ").toLowerCase();
+    const icon = /joinaudio|headset/.test(classes) ? "join" : /unmuted/.test(classes) ? "unmuted"
+      : /muted/.test(classes) ? "muted" : null;
+    const cues = {label: words(audio.getAttribute("aria-label")), text: words(audio.innerText || ""),
+                  icon, pressed: audio.getAttribute("aria-pressed")};
+    out.audioCues = cues;
+    out.audioState = cues.label || cues.text || cues.icon || "unknown";
+  }
+  const previewAudio = first("preview_audio");
+  out.previewAudioOn = previewAudio
+    ? !/\\bunmute\\b/.test(fold(previewAudio.getAttribute("aria-label") || previewAudio.innerText)) : null;
+  const previewVideo = first("preview_video");
+  out.previewVideoOn = previewVideo
+    ? /\\bstop video\\b/.test(fold(previewVideo.getAttribute("aria-label") || previewVideo.innerText)) : null;
+  const termsBox = first("terms_checkbox");
+  out.termsChecked = termsBox ? !!termsBox.checked : null;
+  // A blank layer over the middle of the page with no content of its own: the host of a closed shadow
+  // root (Zoom's anti-bot modal hides there), or a mask. The adapter looks inside (closed roots are
+  // reachable only through the browser's DevTools protocol).
+  out.cover = null;
+  const mid = document.elementFromPoint(innerWidth / 2, innerHeight / 2);
+  const blank = ["IFRAME", "CANVAS", "VIDEO", "IMG", "INPUT", "TEXTAREA", "SELECT", "BUTTON", "HTML", "BODY"];
+  if (mid && !blank.includes(mid.tagName) && !mid.shadowRoot && mid.childElementCount === 0
+      && !(mid.textContent || "").trim()) {
+    const r = mid.getBoundingClientRect();
+    if (r.width * r.height >= 0.5 * innerWidth * innerHeight) {
+      const cls = (mid.getAttribute("class") || "").trim().split(/\\s+/).filter(Boolean).slice(0, 3);
+      out.cover = "<" + mid.tagName.toLowerCase() + (mid.id ? "#" + mid.id : "")
+        + cls.map((c) => "." + c).join("") + ">";
+    }
+  }
 """
 )
 
@@ -107,6 +179,8 @@ SNAPSHOT_JS = page_script(
 class Screen(StrEnum):
     """What the page shows now, in the order `classify` checks."""
 
+    NETWORK_ERROR = "network_error"  # Chromium's own error page: Zoom could not be reached
+    SHADOW_WALL = "shadow_wall"  # the anti-bot modal inside a closed shadow root (adapter-confirmed)
     BOT_WALL = "bot_wall"
     CAPTCHA = "captcha"
     SIGN_IN = "sign_in"
@@ -121,6 +195,7 @@ class Screen(StrEnum):
     IN_CALL = "in_call"
     COOKIES = "cookies"
     PERMISSION = "permission"
+    TERMS = "terms"  # a terms/consent dialog (over a mask) to accept before anything else
     LAUNCH = "launch"
     PREVIEW = "preview"  # the name/passcode/join page
     JOINING = "joining"  # "Joining Meeting…": a spinner, not admission
@@ -137,6 +212,13 @@ class Snapshot(PageSnapshot):
     terms_agreed: bool | None = None  # None: no terms shown
     participants: int | None = None
     audio_label: str | None = None
+    audio_state: str | None = None  # "join", "muted", "unmuted", "unknown"; None: no audio button
+    audio_cues: dict[str, object] | None = None  # what each cue said (for logs)
+    preview_audio_on: bool | None = None  # the preview's microphone toggle; None: not shown
+    preview_video_on: bool | None = None
+    terms_checked: bool | None = None
+    cover: str | None = None  # a blank layer over the page's middle (see SNAPSHOT_JS)
+    shadow_wall: str | None = None  # set by the adapter: the cover hosts a closed shadow root saying this
 
     def merge(self, raw: dict[str, object], frame: int) -> None:
         """Folds one frame's reading in; for values the first frame that has one wins."""
@@ -155,6 +237,19 @@ class Snapshot(PageSnapshot):
             self.participants = participants
         if raw.get("audioLabel") is not None and self.audio_label is None:
             self.audio_label = str(raw["audioLabel"])
+        if raw.get("audioState") is not None and self.audio_state is None:
+            self.audio_state = str(raw["audioState"])
+            cues = raw.get("audioCues")
+            self.audio_cues = {str(k): v for k, v in cues.items()} if isinstance(cues, dict) else None
+        for key, attr in (
+            ("previewAudioOn", "preview_audio_on"),
+            ("previewVideoOn", "preview_video_on"),
+            ("termsChecked", "terms_checked"),
+        ):
+            if raw.get(key) is not None and getattr(self, attr) is None:
+                setattr(self, attr, bool(raw[key]))
+        if raw.get("cover") and self.cover is None:
+            self.cover = str(raw["cover"])
 
     @property
     def in_call_signals(self) -> int:
@@ -165,9 +260,13 @@ def classify(snap: Snapshot) -> Screen:
     """One screen for the merged snapshot. Terminal failures first, then ends, lobby, call, then the
     pre-join steps; the waiting room wins over call signals so the lobby is never taken for the call."""
     t = snap.texts
+    if snap.net_error:
+        return Screen.NETWORK_ERROR
+    if snap.shadow_wall:
+        return Screen.SHADOW_WALL
     if "bot_wall" in t:
         return Screen.BOT_WALL
-    if snap.visible.get("captcha") or "captcha" in t:
+    if snap.visible.get("captcha") or "captcha" in t or snap.recaptcha:
         return Screen.CAPTCHA
     if "sign_in" in t:
         return Screen.SIGN_IN
@@ -184,6 +283,8 @@ def classify(snap: Snapshot) -> Screen:
     ):
         if key in t:
             return screen
+    if snap.present.get("end_now"):
+        return Screen.CALL_ENDED
     if "waiting_room" in t:
         return Screen.WAITING_ROOM
     if "host_wait" in t:
@@ -194,6 +295,8 @@ def classify(snap: Snapshot) -> Screen:
         return Screen.COOKIES
     if snap.buttons.get("permission_allow") or snap.buttons.get("permission_skip"):
         return Screen.PERMISSION
+    if snap.visible.get("terms_dialog"):
+        return Screen.TERMS
     if snap.buttons.get("launch_browser"):
         return Screen.LAUNCH
     if (

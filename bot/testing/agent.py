@@ -3,7 +3,8 @@
 `POST /webrtc/offer` with `{"agent_id", "offer": {"sdp", "type"}}` and the key in `Authorization` (raw or
 `Bearer <key>`) → `{"answer": {"sdp", "type"}, "session_id"}`; 401 for a wrong key, 404 for an unknown
 agent id, 400 for a malformed body. The agent id picks the behaviour (see `agent_behaviours.plan_for`):
-`echo`, `tone[-<hz>]`, `speak`, `hangup-after-<s>`, `freeze-after-<s>`, `slow-answer[-<s>]`, `fail-500`.
+`echo`, `tone[-<hz>]`, `speak`, `hangup-after-<s>`, `freeze-after-<s>`, `slow-answer[-<s>]`, `fail-500`,
+and modifiers after a `+` (e.g. `tone-660+slow-reconnect-5`: every offer after the first answered 5 s late).
 Each call records what it heard and when (monotonic clock, shared by all processes on the machine):
 `GET /calls` returns the same as JSON for a stand-in running in another process.
 
@@ -170,11 +171,16 @@ class StandInAgent:
 
     async def _handle_offer(self, request: web.Request) -> web.Response:
         auth = request.headers.get("Authorization", "")
-        entry: dict[str, Any] = {"auth": "bearer" if auth.startswith("Bearer ") else "raw", "agent_id": None}
+        entry: dict[str, Any] = {
+            "auth": "bearer" if auth.startswith("Bearer ") else "raw",
+            "agent_id": None,
+            "started_at": time.monotonic(),
+        }
         self.requests.append(entry)
 
         def reply(status: int, body: dict[str, Any]) -> web.Response:
             entry["status"] = status
+            entry["answered_at"] = time.monotonic()
             return web.json_response(body, status=status)
 
         if not secrets.compare_digest(auth.encode(), self._key.encode()) and not secrets.compare_digest(
@@ -196,8 +202,11 @@ class StandInAgent:
             return reply(404, {"error": f"agent {agent_id} not found"})
         if plan.kind == "fail-500":
             return reply(500, {"error": "internal error"})
-        if plan.answer_delay_s:
-            await asyncio.sleep(plan.answer_delay_s)
+        delay = plan.answer_delay_s
+        if plan.later_answer_delay_s is not None and any(c.agent_id == agent_id for c in self.calls):
+            delay = plan.later_answer_delay_s
+        if delay:
+            await asyncio.sleep(delay)
         try:
             answer = await self._answer(agent_id, plan, sdp)
         except ValueError as e:
@@ -305,7 +314,13 @@ async def serve(args: argparse.Namespace) -> int:
         key,
         host=args.host,
         port=args.port,
-        peer_options=PeerOptions.loopback(jitter_buffer=args.jitter_buffer, receive_prefetch=args.prefetch),
+        peer_options=PeerOptions(
+            ice_servers=[],
+            # Its ICE host candidates: loopback by default, or its address on a test network.
+            host_addresses=[getattr(args, "ice_address", None) or "127.0.0.1"],
+            jitter_buffer=args.jitter_buffer,
+            receive_prefetch=args.prefetch,
+        ),
         speech_text=args.sentence or DEFAULT_SENTENCE,
     )
     await agent.start()

@@ -5,6 +5,7 @@ Each behaviour turns one heard 20 ms frame into one reply frame, so replies keep
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
@@ -86,6 +87,7 @@ class Plan:
     hangup_after_s: float | None = None  # close the peer connection (the caller sees BYE / closed)
     freeze_after_s: float | None = None  # stop sending audio but keep the connection up (a stall)
     answer_delay_s: float = 0.0
+    later_answer_delay_s: float | None = None  # offers after the first one: answered this late instead
 
 
 _NUMBER = r"(\d+(?:\.\d+)?)"
@@ -93,7 +95,38 @@ SLOW_ANSWER_DEFAULT_S = 5.0
 
 
 def plan_for(agent_id: str) -> Plan | None:
-    """The plan for an agent id, or None for an unknown id (the server answers 404)."""
+    """The plan for an agent id, or None for an unknown id (the server answers 404).
+
+    An id is a behaviour, optionally followed by `+`-separated modifiers: `hangup-after-S`,
+    `freeze-after-S`, `slow-answer-S`, and `slow-reconnect-S` (every offer after the first one is
+    answered S seconds late), e.g. `tone-660+slow-reconnect-5`.
+    """
+    base, *modifiers = agent_id.split("+")
+    plan = _base_plan(base)
+    for modifier in modifiers:
+        if plan is None:
+            return None
+        plan = _modified(plan, modifier)
+    return plan
+
+
+def _modified(plan: Plan, modifier: str) -> Plan | None:
+    m = re.fullmatch(rf"(hangup-after|freeze-after|slow-answer|slow-reconnect)-{_NUMBER}", modifier)
+    if m is None:
+        return None
+    value = float(m.group(2))
+    match m.group(1):
+        case "hangup-after":
+            return dataclasses.replace(plan, hangup_after_s=value)
+        case "freeze-after":
+            return dataclasses.replace(plan, freeze_after_s=value)
+        case "slow-answer":
+            return dataclasses.replace(plan, answer_delay_s=value)
+        case _:
+            return dataclasses.replace(plan, later_answer_delay_s=value)
+
+
+def _base_plan(agent_id: str) -> Plan | None:
     if agent_id in ("echo", "speak", "fail-500"):
         return Plan(agent_id)
     if agent_id == "tone":

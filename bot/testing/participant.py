@@ -175,6 +175,10 @@ class Participant:
         data = np.frombuffer(base64.b64decode(reply["data"]), dtype=np.float32)
         return float(reply["start"]), data
 
+    async def forget(self, before: float) -> None:
+        """Drops what the page heard before page-clock time `before` (for calls of an hour or more)."""
+        await self._evaluate("(t) => participant.forget(t)", before)
+
     async def heard(self) -> Audio:
         """Everything heard since the page started listening (mono float32, 48 kHz)."""
         return (await self.heard_since(0.0))[1]

@@ -55,8 +55,6 @@ class PostgresServer:
         return f"postgresql+psycopg://postgres@/{name}?host={self.base}&port={PORT}"
 
     def start(self, timeout_s: float = 60) -> str:
-        import psycopg
-
         self.base = Path(tempfile.mkdtemp(prefix="bot-pg-"))  # short: a socket path is limited to 107 bytes
         drop = _as_user()
         if drop:
@@ -65,13 +63,30 @@ class PostgresServer:
             [pg_bin("initdb"), "-D", str(self.base / "data"), "-U", "postgres", "--auth=trust", "--no-sync"],
             check=True, capture_output=True, cwd=self.base, **drop,
         )  # fmt: skip
+        return self._run(timeout_s)
+
+    def stop(self) -> None:
+        """Stops the server as an outage would ("fast" shutdown: clients are disconnected) and keeps its
+        data; `resume()` starts it again with the same data and address."""
+        self._stop_process()
+
+    def resume(self, timeout_s: float = 60) -> str:
+        """Starts the stopped server again (same data, same socket); returns its URL once it answers."""
+        if self.base is None or self.proc is not None:
+            raise RuntimeError("resume() needs a started, then stopped, server")
+        return self._run(timeout_s)
+
+    def _run(self, timeout_s: float) -> str:
+        import psycopg
+
+        assert self.base is not None
         self.proc = subprocess.Popen(
             [
                 pg_bin("postgres"), "-D", str(self.base / "data"), "-k", str(self.base), "-p", str(PORT),
                 "-c", "listen_addresses=", "-c", "fsync=off", "-c", "synchronous_commit=off",
                 "-c", "max_connections=200",
             ],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self.base, **drop,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self.base, **_as_user(),
         )  # fmt: skip
         deadline = time.monotonic() + timeout_s
         while True:
@@ -103,6 +118,12 @@ class PostgresServer:
 
     def close(self) -> None:
         """Stops the server ("fast" shutdown: disconnects clients, exits cleanly) and removes its files."""
+        self._stop_process()
+        if self.base is not None:
+            shutil.rmtree(self.base, ignore_errors=True)
+            self.base = None
+
+    def _stop_process(self) -> None:
         proc, self.proc = self.proc, None
         if proc is not None:
             proc.send_signal(signal.SIGINT)
@@ -113,9 +134,6 @@ class PostgresServer:
                 proc.wait()
             if proc.stderr:
                 proc.stderr.close()
-        if self.base is not None:
-            shutil.rmtree(self.base, ignore_errors=True)
-            self.base = None
 
     def __enter__(self) -> PostgresServer:
         self.start()

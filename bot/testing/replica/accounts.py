@@ -31,6 +31,13 @@ _FORM = """<!doctype html>
   <input type="text" name="name" aria-label="Your name" autocomplete="off">
   <button type="submit">Next</button>
 </form>
+<script>
+  // Tells the replica the form is on screen with the email field focused (tests type into it blind).
+  addEventListener("load", () => {
+    document.querySelector("[name=email]").focus();
+    fetch("/_replica/signin/ready", { method: "POST" });
+  });
+</script>
 </body></html>"""
 
 _DONE = """<!doctype html>
@@ -50,7 +57,8 @@ class Accounts:
 
     sessions: dict[str, Account] = field(default_factory=dict)
     sign_ins: list[Account] = field(default_factory=list)
-    form_loads: int = 0  # how often the sign-in page was shown
+    form_loads: int = 0  # how often the sign-in page was served
+    forms_ready: int = 0  # how often it was on screen with its email field focused
 
     def sign_in(self, email: str, name: str = "") -> str:
         """Creates (or reuses) the account and a session for it; returns the session token."""
@@ -82,7 +90,7 @@ class Accounts:
             account = self.sessions[token]
             target = _safe_continue(str(data.get("continue", "")))
             if target:
-                response: web.Response = web.HTTPSeeOther(target)
+                response = web.Response(status=303, headers={"Location": target})
             else:
                 page = _DONE.replace("__NAME__", html.escape(account.name)).replace(
                     "__EMAIL__", html.escape(account.email)
@@ -93,7 +101,15 @@ class Accounts:
             )
             return response
 
-        return [web.get("/_replica/signin", form), web.post("/_replica/signin", submit)]
+        async def ready(request: web.Request) -> web.Response:
+            self.forms_ready += 1
+            return web.Response(status=204)
+
+        return [
+            web.get("/_replica/signin", form),
+            web.post("/_replica/signin", submit),
+            web.post("/_replica/signin/ready", ready),
+        ]
 
 
 def _safe_continue(target: str) -> str:

@@ -9,7 +9,10 @@
 
 Everything decided at "Ask to join"/"Join now" (blocked, lobby, admission) comes from the shared `Room`
 through `ReplicaRoom.join`, so tests change a meeting by changing its `RoomConfig`. Client details that
-Meet varies by account, profile or version are `MeetClientOptions`, per meeting.
+Meet varies by account, profile or version are `MeetClientOptions`, per meeting (`configure()`, or the
+control API's `options` action): among them every page variant the adapter handles (refusal and lobby
+wordings, a denial shown as "You left the meeting", where the participant count is, how the control bar
+hides, an end by navigation, cards outside dialogs, an unknown layer or screen).
 """
 
 from __future__ import annotations

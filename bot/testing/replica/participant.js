@@ -119,6 +119,12 @@
     captureStart() {
       return captureFrom === null ? null : captureFrom / RATE;
     },
+    // Drops what was heard before page-clock time `before` (a long call keeps its memory flat).
+    forget(before) {
+      const frame = Math.round(before * RATE);
+      while (chunks.length && chunks[0].frame + chunks[0].data.length <= frame) chunks.shift();
+      return chunks.length;
+    },
     leave() {
       if (state.room) state.room.close();
     },

@@ -256,7 +256,6 @@ class ReplicaServer:
             raise web.HTTPBadRequest(text=str(e)) from e
         return web.json_response(room.state())
 
-
     def _platform_pages(self, platform: str) -> Any:
         """The pages of `platform`, for per-meeting client options (`configure(meeting_id, **fields)`)."""
         for pages in self._pages:

@@ -12,7 +12,10 @@
 Everything decided at Join (passcode, sign-in, captcha, anti-bot wall, waiting room) comes from the shared
 `Room` through `ReplicaRoom.join`, so tests change a meeting by changing its `RoomConfig`. Client details
 that Zoom varies by account or version (cookie banner, how many permission prompts, the computer-audio
-dialog) are `ZoomClientOptions`, per meeting.
+dialog, and the page variants the adapter handles: audio button labels, preview toggles, host-wait
+wordings, a bot wall in a closed shadow root, captcha forms, ends by navigation or "Meeting is end now",
+the leave dialog, a terms dialog on load) are `ZoomClientOptions`, per meeting (`configure()`, or the
+control API's `options` action). `/`, `/signin` and `/postattendee` are where an ended meeting can land.
 """
 
 from __future__ import annotations
