@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _RETRY_PAUSE_S = 0.5
+_DAEMON_EXIT_S = 0.5  # after the streams stopped, how long to look for the daemon's exit (the cause)
 _POLL_S = 0.1
 
 
@@ -88,7 +89,8 @@ class AudioGuard:
             which = await first_of(
                 {"daemon": self.devices.wait_daemon_exited(), "stream": self._trouble.wait()}
             )
-            await asyncio.sleep(0)  # the daemon's exit and the streams' end come together: see both
+            if which == "stream":  # a dying daemon ends the streams first: its exit is seen just after
+                which = await first_of({"daemon": self.devices.wait_daemon_exited()}, _DAEMON_EXIT_S) or which
             daemon_died = which == "daemon" or not self.devices.daemon_running
             detail = "the bot's PulseAudio daemon exited" if daemon_died else self._detail
             log.warning("audio lost in the call: %s; rebuilding the devices", detail)

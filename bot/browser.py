@@ -159,6 +159,12 @@ class BotBrowser:
         log.info("chromium started (pid %s)", self.pid)
         return self._page
 
+    async def new_page(self) -> Page:
+        """Another page (tab) in this browser: the simulated people of a benchmark share one browser."""
+        if self._context is None:
+            raise BrowserError("the browser is not started")
+        return await self._context.new_page()
+
     def _watch(self, page: Page) -> None:
         page.on("crash", lambda _: self._died(f"the page {page.url} crashed"))
 

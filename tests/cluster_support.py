@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
-import re
 import select
 import shutil
 import signal
@@ -224,6 +223,15 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+# A host's own X socket directory, as on a machine of its own. Xvfb -displayfd takes the first display
+# number whose abstract socket is free, and abstract sockets are per network namespace: the first Xvfb on
+# every host takes :0 and replaces /tmp/.X11-unix/X0, so X clients that use the socket file (python-xlib,
+# the bots' OS-level input) would reach another host's display. `ip netns exec` runs the worker in a mount
+# namespace of its own (not propagated back), where this tmpfs hides the shared directory; it goes with the
+# host's last process.
+_OWN_X11_SOCKETS = 'mkdir -p /tmp/.X11-unix && mount -t tmpfs -o mode=1777 tmpfs /tmp/.X11-unix && exec "$@"'
+
+
 class WorkerProcess:
     """`meeting-bot worker` on one host; bots are tests/fake_join.py unless `bot_command` says otherwise."""
 
@@ -263,7 +271,8 @@ class WorkerProcess:
         try:
             self.proc = subprocess.Popen(
                 [
-                    *self.host.run_args(), sys.executable, "-m", "bot", "worker",
+                    *self.host.run_args(), "sh", "-c", _OWN_X11_SOCKETS, "worker-host",
+                    sys.executable, "-m", "bot", "worker",
                     f"--capacity={self.capacity}", f"--name={self.name}", f"--drain={self.drain}",
                     f"--bot-command={self.bot_command}",
                 ],
@@ -292,7 +301,7 @@ class WorkerProcess:
     def power_cut(self) -> list[int]:
         """SIGKILLs every process of the host at once (a power cut); returns their pids. What they left in
         the host's temporary directory is wiped, as a reboot would (nothing of the host is left to clean
-        up), and so are the X display locks of its killed Xvfb servers (Xvfb keeps them in /tmp)."""
+        up; its X socket directory goes with its mount namespace)."""
         pids = self.host.pids()
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
@@ -306,7 +315,6 @@ class WorkerProcess:
         wait_until(lambda: not any(map(_alive, pids)), 10, "the killed processes")
         if self.tmp_dir is not None:
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
-        _remove_display_locks(set(pids))
         return pids
 
     def stop(self, sig: int = signal.SIGQUIT, timeout: float = 60) -> None:
@@ -326,19 +334,6 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _remove_display_locks(pids: set[int]) -> None:
-    """Removes /tmp/.X<n>-lock and its socket for the displays whose Xvfb was one of `pids` (killed)."""
-    for lock in Path("/tmp").glob(".X*-lock"):
-        match = re.fullmatch(r"\.X(\d+)-lock", lock.name)
-        try:
-            owner = int(lock.read_text().strip())
-        except (OSError, ValueError):
-            continue
-        if match and owner in pids:
-            Path(f"/tmp/.X11-unix/X{match.group(1)}").unlink(missing_ok=True)
-            lock.unlink(missing_ok=True)
 
 
 T = TypeVar("T")
@@ -522,26 +517,35 @@ class RealCall:
         return last
 
     def agent_heard_again(self, cut: float, timeout: float) -> float:
-        """After a cut at `cut` (time.time()): the first moment the person hears the agent's tone again
-        after at least a second without it (time.time() seconds)."""
+        """After a cut at `cut` (time.time()): when the person first hears the agent's tone from a new
+        agent session, one that began after the cut (time.time() seconds). Counted from the moment that
+        session started answering, so no late audio of the old session (delayed in the person's page when
+        the machine is busy) can pass for it."""
         assert self.person is not None
         person = self.person
+        wall_minus_mono = time.time() - time.monotonic()  # the stand-in's times are this process's monotonic
+
+        def answering() -> float | None:
+            for call in self.calls():
+                if call.started_at + wall_minus_mono > cut and call.answer_started_at is not None:
+                    return call.answer_started_at + wall_minus_mono
+            return None
+
+        what = f"bot {self.bot_id}'s new agent session answering"
+        answered: float = wait_until(answering, max(1.0, cut + timeout - time.time()), what, every=0.2)
 
         async def heard() -> tuple[float, Any]:
-            return await person.heard_since(person.page_time(cut))
+            return await person.heard_since(person.page_time(answered))
 
         def back() -> float | None:
             start, samples = self.meetings.run(heard())
-            quiet = 0
             for i, (level, tone) in enumerate(window_levels(samples, self.agent_hz)):
-                if level > -45 and tone and quiet >= 10:
+                if level > -45 and tone:
                     return person.wall_time(start + i * 0.1)
-                quiet = 0 if (level > -45 and tone) else quiet + 1
             return None
 
-        found: float = wait_until(
-            back, timeout, f"the person hearing bot {self.bot_id}'s agent again", every=0.5
-        )
+        what = f"the person hearing bot {self.bot_id}'s agent again"
+        found: float = wait_until(back, max(1.0, cut + timeout - time.time()), what, every=0.2)
         return found
 
     def close(self) -> None:
@@ -611,7 +615,8 @@ class Cluster:
             "BOT_WORKER_HEARTBEAT_INTERVAL_S": f"{self.host_timeout_s / 5:g}",
             "BOT_WORKER_POLL_INTERVAL_S": "0.25",
             "BOT_SCHEDULER_POLL_INTERVAL_S": "0.5",
-            "BOT_SCHEDULER_STOP_TIMEOUT_S": "5",
+            # A bot asked to leave is killed after this; a real bot leaving takes seconds on a loaded machine.
+            "BOT_SCHEDULER_STOP_TIMEOUT_S": "20" if self.meetings is not None else "5",
             **self.extra_env,
         }
 
@@ -671,36 +676,52 @@ class Cluster:
         self.api = httpx.Client(base_url=line.split()[2], headers=AUTH, timeout=30)
 
     def close(self) -> None:
+        """Stops everything; each step runs even when an earlier one fails (the errors are raised at the
+        end), so nothing outlives a failed test run."""
         errors: list[str] = []
+
+        def step(what: str, fn: Callable[..., Any], *args: Any) -> None:
+            try:
+                fn(*args)
+            except Exception as e:
+                errors.append(f"{what}: {e!r}")
+
         for w in self.workers:
-            w.stop()
+            step(f"stopping {w.name}", w.stop)
         if self.api is not None:
-            self.api.close()
-        _stop(self.serve)
+            step("closing the API client", self.api.close)
+        step("stopping serve", _stop, self.serve)
         if self.serve is not None:
             KEPT_PIDS.discard(self.serve.pid)
             if self.serve.stdout:
                 self.serve.stdout.close()
         for host in self.net.hosts:
-            left = host.pids()
-            if left:
-                errors.append(f"processes left on {host.name}: {left}")
-                for pid in left:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
+            step(f"emptying {host.name}", self._empty, host, errors)
         if self.redis is not None:
-            self.redis.close()
+            step("stopping Redis", self.redis.close)
         if self.pg is not None:
-            self.pg.close()
+            step("stopping PostgreSQL", self.pg.close)
         if self.meetings is not None:
-            self.meetings.close()
-        self.net.close()
+            step("stopping the replica and the agent stand-in", self.meetings.close)
+        step("deleting the network", self.net.close)
         for w in self.workers:
             if w.tmp_dir is not None:
                 shutil.rmtree(w.tmp_dir, ignore_errors=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
         if errors:
             raise AssertionError("; ".join(errors))
+
+    @staticmethod
+    def _empty(host: Host, errors: list[str]) -> None:
+        """Kills what is still running on a stopped host (a bot's processes may take a moment to go)."""
+        try:
+            wait_until(lambda: not host.pids(), 10, f"the processes of {host.name} to end")
+        except AssertionError:
+            left = host.pids()
+            errors.append(f"processes left on {host.name}: {left}")
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
     # --- the API -------------------------------------------------------------------------------------
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 
 import pulsectl
 import pytest
 
-from bot.audio import AudioDevices, PcmCapture, PcmPlayback
+from bot.audio import AudioDevices, PcmCapture, PcmPlayback, streams
 from bot.audio.analysis import dominant_frequency, rms_dbfs, silence, tone
 from bot.audio.devices import PulseDaemon
 from bot.audio.pcm import FrameQueue, PcmFrame
@@ -192,3 +193,40 @@ async def test_capture_delivers_whole_frames_once_each_and_ends_with_parec(devic
         async for _ in capture:
             pass
     await capture.close()
+
+
+async def test_stream_watcher_reclocks_when_a_stream_joins_our_sinks_only(
+    devices: AudioDevices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The watcher listens for PulseAudio's events (no polling) and reclocks only for its sinks' streams.
+    ours = (devices.names.meeting_sink,)
+    reclocked = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    original = streams._suspend_resume
+
+    def suspend_resume(pulse: pulsectl.Pulse, names: tuple[str, ...]) -> None:
+        if names == ours:  # (the devices' own watcher, on both sinks, calls it too)
+            loop.call_soon_threadsafe(reclocked.set)
+        original(pulse, names)
+
+    monkeypatch.setattr(streams, "_suspend_resume", suspend_resume)
+    b = devices.browser
+    watcher = asyncio.create_task(streams.SinkClock(b.server, ours).watch())
+    elsewhere = PcmPlayback(b.server, devices.names.agent_sink)  # not a sink this clock watches
+    joining = PcmPlayback(b.server, b.sink)
+    try:
+        await asyncio.sleep(0.3)
+        await elsewhere.start()
+        await wait_for_streams(b.server, (elsewhere.pid,))
+        await asyncio.sleep(0.3)
+        assert not reclocked.is_set()
+        await joining.start()
+        await asyncio.wait_for(reclocked.wait(), 3)
+    finally:
+        watcher.cancel()
+        async with asyncio.timeout(2):  # cancelling stops its thread promptly
+            await asyncio.gather(watcher, return_exceptions=True)
+        for player in (joining, elsewhere):
+            await player.close()
+    await devices.close()  # and the devices' own watcher
+    assert not [t for t in threading.enumerate() if t.name == "bot-stream-watch"]

@@ -45,14 +45,32 @@ def cluster() -> Iterator[Cluster]:
         meetings=True,  # real bots may join replica meetings too
         BOT_SCHEDULER_LEAD_TIME_S=f"{LEAD_S:g}",
     )
-    made = set()
     try:
         c.start()
-        made = leftover_names()
         yield c
     finally:
         c.close()
-    assert not made & leftover_names(), f"namespaces or links left: {made & leftover_names()}"
+    left = {name for name in leftover_names() if name.startswith(c.net.tag)}
+    assert not left, f"namespaces or links left: {left}"
+
+
+@pytest.fixture(autouse=True)
+def ends_its_bots(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each cluster test, even a failed one: no bot of it still runs and every host is up again, so
+    one failure does not turn into the next tests' failures."""
+    yield
+    if "cluster" not in request.fixturenames:
+        return
+    cluster: Cluster = request.getfixturevalue("cluster")
+    assert cluster.api is not None
+    r = cluster.api.get("/bots", params={"limit": 1000})
+    assert r.status_code == 200, r.text
+    running = [b["id"] for b in r.json() if b["state"] not in TERMINAL]
+    if running:
+        cluster.end_all(running, timeout=60)
+    for w in cluster.workers:
+        if w.proc is None or w.proc.poll() is not None:
+            restart(w)
 
 
 class HostWatch:

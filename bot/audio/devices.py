@@ -123,6 +123,8 @@ class PulseDaemon:
     async def restart(self) -> None:
         """Starts a new daemon in the same directory, so at the same socket path (`server`): clients
         that connect by that path (the browser's PULSE_SERVER) find the new one."""
+        if self._closed:
+            raise AudioError("PulseAudio's daemon was closed")
         proc = self._proc
         if proc is not None and proc.returncode is None:
             proc.kill()
@@ -176,19 +178,17 @@ class PulseDaemon:
                 err = b""
                 if self._proc.stderr is not None:
                     err = await self._proc.stderr.read()
-                await self.close()
+                # The directory stays until close(): a restart may use it again.
+                await self._stop_process()
                 raise AudioError(f"PulseAudio exited at start: {err.decode(errors='replace').strip()}")
             if socket.exists() and await asyncio.to_thread(_answers, self.server):
                 log.debug("pulseaudio pid %s ready at %s", self._proc.pid, self.server)
                 return
             await asyncio.sleep(0.01)
-        await self.close()
+        await self._stop_process()
         raise AudioError(f"PulseAudio did not answer within {_START_TIMEOUT_S:.0f} s")
 
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    async def _stop_process(self) -> None:
         proc = self._proc
         if proc is not None and proc.returncode is None:
             proc.terminate()
@@ -197,6 +197,13 @@ class PulseDaemon:
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
+
+    async def close(self) -> None:
+        """Stops the daemon and removes its directory (also after a failed `start()`); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._stop_process()
         if self._janitor is not None:
             await self._janitor.close()  # removes the dir
         elif self._owns_dir:

@@ -1,7 +1,9 @@
 """Raw PCM between PulseAudio and Python through long-lived `parec`/`pacat` children.
 
 Format everywhere: s16le, 48 kHz, mono, 20 ms frames. PulseAudio downmixes the stereo meeting sink for us.
-Both children run with an explicit `--latency-msec`: without it `parec` buffers and loses data.
+Both children run with an explicit `--latency-msec`: without it `parec` buffers and loses data. `parec`
+writes into a loopback TCP socket rather than a pipe, so that we are woken once per frame, not once per
+write (see `_CaptureStream`); `pacat` reads a pipe.
 """
 
 from __future__ import annotations
@@ -255,7 +257,10 @@ class PcmCapture:
                 start_new_session=True,
             )
         except BaseException:
-            ours.close()
+            if self._stream is not None:
+                self._stream.close()  # (and the socket with it)
+            else:
+                ours.close()
             raise
         finally:
             theirs.close()  # parec has its own copy
@@ -267,7 +272,8 @@ class PcmCapture:
         """The source ends once its queue is drained (called by the protocols)."""
         if not self.queue.ended:
             if not self._closed:
-                log.warning("capture of %s stopped: parec exited", self.source)
+                status = self._process.get_returncode() if self._process is not None else None
+                log.warning("capture of %s stopped: parec exited (status %s)", self.source, status)
             self.queue.end()
 
     def discard_backlog(self) -> int:

@@ -152,5 +152,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"  title: {snap.title!r}  url: {snap.url or '?'}")
     print(f"  texts: {', '.join(sorted(snap.texts)) or '-'}")
     print(f"  visible: {', '.join(sorted(k for k, v in snap.visible.items() if v)) or '-'}")
-    print(f"  buttons: {', '.join(sorted(k for k, v in snap.buttons.items() if v)) or '-'}")
+    print(f"  known buttons: {', '.join(sorted(k for k, v in snap.buttons.items() if v)) or '-'}")
+    print(f"  the page's buttons: {snap.buttons_said()}")
     return 0

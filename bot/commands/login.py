@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 from bot.exit_codes import ExitCode
@@ -106,7 +107,12 @@ def run(args: argparse.Namespace) -> int:
     command = chromium_command(executable, profile, url, test_args)
     print(f"login: Chromium is open at {url} with the profile {profile}.", flush=True)
     print("login: sign in there, then close the window (that saves the profile).", flush=True)
-    code = asyncio.run(_run_chromium(command))
+    # Chromium's own temporary files (its single-instance socket) in a dir of ours, removed afterwards.
+    tmp = Path(tempfile.mkdtemp(prefix="bot-login-"))
+    try:
+        code = asyncio.run(_run_chromium(command, {**os.environ, "TMPDIR": str(tmp)}))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     cookies = signed_in_cookies(profile, args.platform)
     domain = COOKIE_DOMAINS[args.platform]
     if cookies == 0:
@@ -118,11 +124,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run_chromium(command: list[str]) -> int:
+async def _run_chromium(command: list[str], env: dict[str, str]) -> int:
     """Runs Chromium until its window is closed; Ctrl+C or SIGTERM closes it cleanly (SIGTERM to
     Chromium: it shuts down as if the window were closed, writing its cookies)."""
     proc = await asyncio.create_subprocess_exec(
         *command,
+        env=env,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,

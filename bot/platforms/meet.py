@@ -180,6 +180,10 @@ class MeetPlatform(PagePlatform):
                     if await self._click_button("join"):
                         progress_at = now
             await self._check_stuck(screen.value, screen is Screen.UNKNOWN, snap, progress_at, policy)
+            if screen is Screen.UNKNOWN:
+                # The call's control bar may have hidden (and the call's signals with it) before this
+                # look: bring it back for the next one.
+                await self._wake_controls_quietly()
             await asyncio.sleep(self.poll_s)
 
     async def _prepare(self, display_name: str, snap: Snapshot, clicks: dict[str, int]) -> bool:

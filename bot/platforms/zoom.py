@@ -245,11 +245,9 @@ class ZoomPlatform(PagePlatform):
                     "Zoom asks for a passcode and the link has none: use the invite link with ?pwd=",
                     "passcode",
                 )
-            await self._type_into("passcode_input", self.meeting.passcode, snap)
-            return True
+            return await self._type_into("passcode_input", self.meeting.passcode, snap)
         if snap.visible.get("name_input") and snap.name_value != display_name:
-            await self._type_into("name_input", display_name, snap)
-            return True
+            return await self._type_into("name_input", display_name, snap)
         if snap.visible.get("terms_agree") and not snap.terms_agreed:
             # Ticked once: clicking a ticked checkbox again would untick it.
             return await self._click_css("terms_agree", snap)

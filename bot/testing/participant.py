@@ -1,15 +1,24 @@
-"""A simulated human in a replica meeting: a second headless Chromium that speaks and listens.
+"""A simulated human in a replica meeting: a headless Chromium page that speaks, listens and may show a
+camera.
 
 It opens the replica's participant page (no pre-join UI), which joins the room through `room.js`. Its
 microphone is a Web Audio stream fed by tones, beeps or a WAV, and what it hears is captured in the same
 AudioContext: send and receive times share one clock (the "page clock", in seconds). `wall_time()` maps
-page-clock times to `time.time()` so two participants' times can be compared.
+page-clock times to `time.time()` so two participants' times can be compared. Its camera (a moving test
+pattern) is on when the room's `cameras` setting says so.
+
+Alone, a participant runs its own Chromium on its own PulseAudio. Many can share one Chromium
+(`PeopleBrowser`: a page each, each with its own AudioContext, microphone and capture) on no PulseAudio at
+all: everything a person says and hears is in its page, so Chromium's fake audio output, which paces every
+page's AudioContext by a timer, serves them all. That is how benchmarks keep their helpers cheap.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import dataclasses
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,8 +28,10 @@ from urllib.parse import urlencode
 import numpy as np
 import numpy.typing as npt
 import pulsectl
+from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import Page
 
-from bot.audio import AudioDevices
+from bot.audio import AudioDevices, BrowserAudio
 from bot.audio.analysis import onsets
 from bot.browser import BotBrowser
 from bot.settings import BrowserSection
@@ -29,6 +40,43 @@ from bot.testing.replica.server import ReplicaServer
 Audio = npt.NDArray[np.float32]
 
 PLATFORM_HOSTS = {"meet": "meet.google.com", "zoom": "zoom.us"}
+
+# No PulseAudio for a shared browser: a server that does not exist (so Chromium never looks for, or
+# autospawns, another), and `--disable-audio-output` (Chromium's fake output stream runs the pages' audio).
+_NO_PULSE = BrowserAudio(server="unix:/nonexistent/pulse-native", sink="none", source="none")
+
+
+class PeopleBrowser:
+    """One headless Chromium hosting many simulated people (`Participant(..., shared=people)`), a page each.
+
+    No PulseAudio: every page's AudioContext runs on Chromium's fake audio output (paced by a timer in
+    its audio service), which is all a participant page needs, since its microphone and its ears are Web
+    Audio in the page. `await start()`, pass it to participants, `await close()` after them."""
+
+    def __init__(self, server: ReplicaServer, settings: BrowserSection | None = None) -> None:
+        base = settings if settings is not None else BrowserSection(display="headless")
+        base = dataclasses.replace(base, extra_args=[*base.extra_args, "--disable-audio-output"])
+        self._dir = Path(tempfile.mkdtemp(prefix="bot-replica-people-"))
+        self.browser = BotBrowser(server.browser_section(base), self._dir)
+        self._started = False
+
+    async def start(self) -> PeopleBrowser:
+        self._started = True
+        await self.browser.start(_NO_PULSE)
+        return self
+
+    async def new_page(self) -> Page:
+        return await self.browser.new_page()
+
+    @property
+    def pid(self) -> int | None:
+        """The browser's main process (its tree is the helpers' cost)."""
+        return self.browser.pid
+
+    async def close(self) -> None:
+        if self._started:
+            await self.browser.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
 
 
 class Participant:
@@ -41,6 +89,7 @@ class Participant:
         host: bool = True,
         passcode: str = "",
         settings: BrowserSection | None = None,
+        shared: PeopleBrowser | None = None,
     ) -> None:
         self.server = server
         self.platform = platform
@@ -51,6 +100,8 @@ class Participant:
         # The simulated person needs no X display (hosts pass the replicas' entry checks): headless.
         self._settings = settings if settings is not None else BrowserSection(display="headless")
         self.join_result = ""
+        self._shared = shared
+        self._page: Page | None = None
         self._devices: AudioDevices | None = None
         self._browser: BotBrowser | None = None
         self._dir: Path | None = None
@@ -68,19 +119,37 @@ class Participant:
 
     @property
     def browser(self) -> BotBrowser:
+        """Its own browser (not for a participant in a shared `PeopleBrowser`)."""
         if self._browser is None:
-            raise RuntimeError("participant not started")
+            raise RuntimeError("participant not started, or in a shared browser")
         return self._browser
+
+    @property
+    def page(self) -> Page:
+        if self._page is None:
+            raise RuntimeError("participant not started")
+        return self._page
 
     async def start(self) -> None:
         """Opens the page and joins; `join_result` says how ("admitted", "waiting", ...)."""
+        if self._shared is not None:
+            try:
+                self._page = await self._shared.new_page()
+                await self._page.goto(self.url)
+                await self._evaluate("() => participant.setup")
+                await self.sync_clock()
+                self.join_result = str(await self._evaluate("() => participant.join()"))
+            except BaseException:
+                await self.close()
+                raise
+            return
         try:
             # Its own PulseAudio, so Chromium has an output and its AudioContext runs.
             self._devices = AudioDevices()
             audio = await self._devices.start()
             self._dir = Path(tempfile.mkdtemp(prefix="bot-replica-participant-"))
             self._browser = BotBrowser(self.server.browser_section(self._settings), self._dir)
-            page = await self._browser.start(audio)
+            page = self._page = await self._browser.start(audio)
             await page.goto(self.url)
             await self._evaluate("() => participant.setup")
             # The AudioContext is paced by the null sink, which sleeps in 2 s blocks until reclocked
@@ -96,12 +165,17 @@ class Participant:
             raise
 
     async def _evaluate(self, script: str, arg: Any = None) -> Any:
-        return await self.browser.page.evaluate(script, arg)
+        return await self.page.evaluate(script, arg)
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self._shared is not None:
+            if self._page is not None and not self._page.is_closed():
+                with contextlib.suppress(PlaywrightError):
+                    await self._page.close()
+            return
         if self._browser is not None:
             await self._browser.close()
         if self._devices is not None:
@@ -190,13 +264,17 @@ class Participant:
 
     async def wait_for_event(self, kind: str, timeout: float = 5.0) -> None:
         """Waits until the room has sent this page a message of type `kind` ("admitted", "removed", ...)."""
-        await self.browser.page.wait_for_function(
+        await self.page.wait_for_function(
             "(k) => participant.state.events.some((e) => e.type === k)", arg=kind, timeout=timeout * 1000
         )
 
     async def events(self) -> list[dict[str, Any]]:
         """Messages the room sent this page (admitted, participants, removed, ...)."""
         return list(await self._evaluate("() => participant.state.events"))
+
+    async def camera(self) -> dict[str, Any]:
+        """Its camera: {on, frames (drawn so far), width, height, fps}."""
+        return dict(await self._evaluate("() => participant.camera()"))
 
 
 async def _wait_for_sink_input(server: str, timeout_s: float = 5.0) -> None:

@@ -17,7 +17,7 @@
   let camOn = cfg.cameraOn;
   let stage = "prejoin"; // prejoin | joining | lobby | host_wait | call | out
   let audioStarted = false;
-  let people = { count: 0, names: [] };
+  let people = { count: 0, names: [], pids: [] };
   const name = $('input[aria-label="Your name"]');
   const join = $("#join-button");
 
@@ -169,7 +169,7 @@
     if (msg.type === "admitted") inCall();
     else if (msg.type === "blocked") notice(cfg.blockedText, "Return to the home screen to try again.", null);
     else if (msg.type === "host_joined") { if (stage === "host_wait") lobby(); }
-    else if (msg.type === "participants") setPeople(msg.count, msg.names || []);
+    else if (msg.type === "participants") setPeople(msg.count, msg.names || [], msg.pids || []);
     else if (msg.type === "denied") {
       // Meet now often just shows the page it shows after leaving.
       if (cfg.denial === "left") notice("You left the meeting", "", "Rejoin");
@@ -207,11 +207,12 @@
   async function startAudio() {
     if (audioStarted || stage !== "call") return;
     audioStarted = true;
-    await room.startAudio(mic);
+    // Remote cameras go into their owners' tiles, as Meet's <video> elements do.
+    await room.startAudio(mic, { onVideo: () => renderPeople() });
   }
 
-  function setPeople(count, names) {
-    people = { count, names };
+  function setPeople(count, names, pids) {
+    people = { count, names, pids };
     renderPeople();
   }
 
@@ -252,6 +253,11 @@
       label.className = "notranslate";
       label.textContent = n;
       tile.appendChild(label);
+      const video = room && room.videos && room.videos.get(people.pids[i]);
+      if (video) {
+        tile.insertBefore(video, label);
+        video.play().catch(() => {});
+      }
       tiles.appendChild(tile);
       const item = document.createElement("div");
       item.setAttribute("role", "listitem");

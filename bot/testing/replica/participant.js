@@ -1,6 +1,9 @@
 // A simulated human in a replica room (no pre-join UI). Its microphone is a Web Audio destination fed by
 // tones, beeps or a WAV, and everything it hears is captured in the same AudioContext, so send and
 // receive times are on one clock: the context's time in seconds ("page clock").
+// Its camera, when the room turns it on (RoomConfig.cameras), is a moving test pattern drawn on a canvas
+// (640x360 at 24 fps by default; `?video=WxH@FPS`). It never receives video: the simulated people do not
+// look, so they cost what a sender costs.
 // Driven from Python (bot/testing/participant.py) through `window.participant`.
 "use strict";
 
@@ -62,6 +65,59 @@
 
   function onTrack(track) {
     ctx.createMediaStreamSource(new MediaStream([track])).connect(mixer);
+  }
+
+  // ---- camera: a moving test pattern -----------------------------------------------------------------
+  const [, VW, VH, FPS] = (params.get("video") || "640x360@24").match(/^(\d+)x(\d+)@(\d+)$/).map(Number);
+  const camera = { stream: null, timer: null, frames: 0 };
+  let backdrop = null; // a textured picture, drawn once, that pans (like a hand-held camera): every block
+                       // of every frame changes, as in a real camera's picture
+  function drawFrame(canvas) {
+    const g = canvas.getContext("2d");
+    const n = camera.frames++;
+    const dx = (n * 3) % VW, dy = Math.round(20 * Math.sin(n / 15));
+    g.drawImage(backdrop, -dx, dy - 20);
+    g.drawImage(backdrop, VW - dx, dy - 20);
+    g.fillStyle = `hsl(${(n * 5) % 360} 80% 50%)`;
+    g.beginPath();
+    g.arc(VW / 2 + (VW / 3) * Math.cos(n / 20), VH / 2 + (VH / 3) * Math.sin(n / 13), VH / 6, 0, 2 * Math.PI);
+    g.fill();
+    g.fillStyle = "#fff";
+    g.font = `${Math.round(VH / 10)}px monospace`;
+    g.fillText(`${params.get("name") || ""} ${n}`, 12, VH - 12);
+  }
+  function makeBackdrop() {
+    const b = document.createElement("canvas");
+    b.width = VW;
+    b.height = VH + 40;
+    const g = b.getContext("2d");
+    let seed = 7;
+    const rnd = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+    for (let y = 0; y < b.height; y += 8) {
+      for (let x = 0; x < b.width; x += 8) {
+        g.fillStyle = `hsl(${Math.floor(rnd() * 360)} ${30 + Math.floor(rnd() * 40)}% ${25 + Math.floor(rnd() * 50)}%)`;
+        g.fillRect(x, y, 8, 8);
+      }
+    }
+    return b;
+  }
+  function cameraOn(on) {
+    if (!on) {
+      clearInterval(camera.timer);
+      if (camera.stream) camera.stream.getTracks().forEach((t) => t.stop());
+      camera.stream = null;
+      return null;
+    }
+    if (camera.stream) return camera.stream;
+    backdrop = backdrop || makeBackdrop();
+    const canvas = document.createElement("canvas");
+    canvas.width = VW;
+    canvas.height = VH;
+    drawFrame(canvas);
+    camera.stream = canvas.captureStream(FPS);
+    // A timer, not requestAnimationFrame: the pages of one shared browser are not all "visible".
+    camera.timer = setInterval(() => drawFrame(canvas), 1000 / FPS);
+    return camera.stream;
   }
 
   const state = { result: null, events: [], room: null };
@@ -127,6 +183,11 @@
     },
     leave() {
       if (state.room) state.room.close();
+      cameraOn(false);
+    },
+    // {on, frames drawn, width, height, fps}
+    camera() {
+      return { on: !!camera.stream, frames: camera.frames, width: VW, height: VH, fps: FPS };
     },
   };
   window.participant = api;
@@ -148,7 +209,7 @@
     );
     state.result = reply.result;
     state.room = reply.room;
-    if (reply.room) await reply.room.startAudio(mic.stream, { onTrack });
+    if (reply.room) await reply.room.startAudio(mic.stream, { onTrack, camera: cameraOn, receiveVideo: false });
     document.getElementById("status").textContent = reply.result;
     return reply.result;
   };

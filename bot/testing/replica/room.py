@@ -69,6 +69,10 @@ class RoomConfig:
     entry_drop_s: float = 1.5
     # Signed-in accounts enter without asking ("Join now"), as members of the host's organisation do.
     admit_signed_in: bool = False
+    # How many participants have their camera on: the first this many pages that can send one (the
+    # simulated people) send a moving test pattern, which every page that shows video (the Meet and Zoom
+    # clients: the bot's) receives as a tile.
+    cameras: int = 0
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,8 @@ class _Member:
     state: str
     account: str = ""  # the signed-in account's email; "" for a guest
     audio: bool = False  # has called room.startAudio(): part of the audio mesh once in the call
+    camera: bool = False  # its camera is on (RoomConfig.cameras)
+    video_stats: dict[str, Any] = dataclasses.field(default_factory=dict)  # what it receives, by pid
     timer: asyncio.Task[None] | None = None
 
     def info(self) -> ParticipantInfo:
@@ -129,6 +135,7 @@ class Room:
             "config": dataclasses.asdict(self.config),
             "participants": [dataclasses.asdict(p) for p in self.participants],
             "log": [list(e) for e in self.log],
+            "video": {m.name: self.received_video(m.name) for m in self._members.values() if m.video_stats},
         }
 
     async def wait_for(self, name: str, state: str, timeout: float) -> ParticipantInfo:
@@ -308,12 +315,19 @@ class Room:
         self._record(f"mic_{'on' if audio else 'off'}", member.name)
         self._record(f"video_{'on' if video else 'off'}", member.name)
 
-    async def start_audio(self, pid: str) -> None:
+    async def start_audio(self, pid: str, camera_capable: bool = False) -> None:
+        """A page joins the media mesh. A page that can send a camera is told whether it is on (the first
+        `config.cameras` such pages), before it learns its peers."""
         member = self._members.get(pid)
         if member is None or member.audio:
             return
         member.audio = True
         self._record("audio", member.name)
+        if camera_capable:
+            member.camera = sum(m.camera for m in self._members.values()) < self.config.cameras
+            if member.camera:
+                self._record("camera_on", member.name)
+            await _safe_send(member, {"type": "camera", "on": member.camera})
         if member.state == STATE_IN_CALL:
             await self._send_peers(member)
 
@@ -323,6 +337,21 @@ class Room:
         if src is None or dst is None or STATE_IN_CALL not in (src.state, dst.state):
             return
         await _safe_send(dst, {"type": "signal", "from": sender, "data": data})
+
+    def video_stats(self, pid: str, peers: dict[str, Any]) -> None:
+        """What a page reports it receives of each camera (room.js, every 2 s while it receives video)."""
+        member = self._members.get(pid)
+        if member is not None:
+            member.video_stats = peers
+            self._changed.set()
+
+    def received_video(self, name: str) -> dict[str, dict[str, Any]]:
+        """The latest participant called `name`: what it last reported receiving, by sender's name."""
+        member = self._latest(name, None)
+        if member is None:
+            return {}
+        names = {m.pid: m.name for m in self._members.values()}
+        return {names.get(pid, pid): stats for pid, stats in member.video_stats.items()}
 
     def goodbye(self, pid: str) -> None:
         """The page said it is leaving (its Leave button) before closing: recorded as a "goodbye" event, so a
@@ -403,8 +432,10 @@ class Room:
         await _safe_send(member, {"type": "peers", "peers": peers})
 
     async def _broadcast_participants(self) -> None:
-        names = [m.name for m in self._members.values() if m.state == STATE_IN_CALL]
-        message = {"type": "participants", "count": len(names), "names": names}
+        present = [m for m in self._members.values() if m.state == STATE_IN_CALL]
+        names = [m.name for m in present]
+        # pids beside the names: the clients put each camera's video in its owner's tile.
+        message = {"type": "participants", "count": len(names), "names": names, "pids": [m.pid for m in present]}
         for member in list(self._members.values()):
             if member.state in _PRESENT:
                 await _safe_send(member, message)

@@ -216,7 +216,9 @@ class ReplicaServer:
                 elif room is None or pid is None:
                     continue
                 elif kind == "audio":
-                    await room.start_audio(pid)
+                    await room.start_audio(pid, camera_capable=bool(data.get("camera")))
+                elif kind == "video_stats":
+                    room.video_stats(pid, dict(data.get("peers") or {}))
                 elif kind == "signal":
                     await room.relay(pid, str(data["to"]), data["data"])
                 elif kind == "media":

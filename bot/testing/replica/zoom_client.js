@@ -166,7 +166,7 @@
     else if (msg.type === "host_joined") { waitingRoom(); show($("#wr-host-joined")); }
     else if (msg.type === "removed" || msg.type === "denied") endModal("You have been removed from this meeting by the host");
     else if (msg.type === "ended") endModal(ENDED_BY_HOST);
-    else if (msg.type === "participants") setParticipants(msg.count);
+    else if (msg.type === "participants") { setParticipants(msg.count); renderGallery(msg.names || [], msg.pids || []); }
     // "lobby_timeout" is Meet's: Zoom sets no waiting-room timeout, the bot's own bound decides.
   }
 
@@ -214,8 +214,40 @@
     // The preview's microphone state carries over; some meetings start everyone muted.
     muted = !mic || !previewAudio || cfg.micStartsMuted;
     applyMute();
-    await room.startAudio(mic);
+    // Remote cameras go into the gallery's tiles.
+    await room.startAudio(mic, { onVideo: () => renderGallery() });
     renderAudio();
+  }
+
+  // Gallery view: a tile per other participant, with its camera's <video> when it sends one.
+  let gallery = { names: [], pids: [] };
+  function renderGallery(names = gallery.names, pids = gallery.pids) {
+    gallery = { names, pids };
+    let view = $(".gallery-video-container__main-view");
+    if (!view) {
+      view = document.createElement("div");
+      view.className = "gallery-video-container__main-view";
+      $(".single-main-container__video-frame").appendChild(view);
+    }
+    view.replaceChildren();
+    const me = $("#input-for-name").value;
+    let mine = false;
+    names.forEach((n, i) => {
+      if (!mine && n === me) { mine = true; return; }
+      const tile = document.createElement("div");
+      tile.className = "gallery-video-container__video-frame";
+      tile.dataset.replicaPid = pids[i] || "";
+      const video = room && room.videos && room.videos.get(pids[i]);
+      if (video) {
+        tile.appendChild(video);
+        video.play().catch(() => {});
+      }
+      const label = document.createElement("span");
+      label.className = "video-avatar__avatar-footer";
+      label.textContent = n;
+      tile.appendChild(label);
+      view.appendChild(tile);
+    });
   }
 
   function applyMute() {
