@@ -213,8 +213,20 @@ async def _call(ours: PeerOptions, theirs: PeerOptions) -> tuple[_Listener, _Lis
 
 
 @pytest.mark.parametrize("theirs", ["aiortc", "inline"])
-async def test_audio_flows_both_ways_through_the_seams(theirs: str) -> None:
+async def test_audio_flows_both_ways_through_the_seams(theirs: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    loop = asyncio.get_running_loop()
+    encoded_in_threads: list[str] = []
+    run_in_executor = loop.run_in_executor
+
+    def counting(executor: Any, func: Any, *args: Any) -> Any:
+        if "encode" in getattr(func, "__qualname__", ""):
+            encoded_in_threads.append(func.__qualname__)
+        return run_in_executor(executor, func, *args)
+
+    monkeypatch.setattr(loop, "run_in_executor", counting)
     us, them = await _call(PeerOptions.loopback(), PeerOptions.loopback(codecs=theirs))
+    # Only aiortc's own encoder (theirs, when they keep its threads) goes through the thread pool.
+    assert bool(encoded_in_threads) == (theirs == "aiortc")
     # Each side heard the other's tone; ours was decoded in mono by the inline decoder.
     assert abs(dominant_frequency(them.heard[-48_000:]) - 440) < 5
     assert abs(dominant_frequency(us.heard[-48_000:]) - 660) < 5

@@ -71,6 +71,12 @@ def ends_its_bots(request: pytest.FixtureRequest) -> Iterator[None]:
     for w in cluster.workers:
         if w.proc is None or w.proc.poll() is not None:
             restart(w)
+    for w in cluster.workers:  # a real bot's browser, display and audio daemon may take a moment to go
+        wait_until(functools.partial(only_the_worker, w), 30, f"the bots' processes on {w.name} to end")
+
+
+def only_the_worker(worker: WorkerProcess) -> bool:
+    return worker.proc is not None and set(worker.host.pids()) <= {worker.proc.pid}
 
 
 class HostWatch:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import statistics
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from bot.procs import CLOCK_TICKS_PER_S, descendants, pss_kb, read_stat
 
@@ -35,6 +37,59 @@ def pss_mb(pids: Iterable[int]) -> float:
         except OSError:
             continue
     return total_kb / 1024
+
+
+# What a bot's process is, for the per-component figures: Chromium's processes by their --type (a child
+# rewrites its command line as one space-separated string), the rest by executable name.
+_CHROMIUM_KINDS = {
+    "renderer": "chromium page (renderer)",
+    "gpu-process": "chromium GPU",
+    "zygote": "chromium other",
+}
+_UTILITIES = {"AudioService": "chromium audio", "NetworkService": "chromium network"}
+_NAMES = {
+    "python3": "bot (Python: bridge, session)",
+    "python": "bot (Python: bridge, session)",
+    "node": "Playwright driver (node)",
+    "node-MainThread": "Playwright driver (node)",
+    "chrome_crashpad": "chromium other",
+    "Xvfb": "Xvfb",
+    "pulseaudio": "PulseAudio",
+    "parec": "parec + pacat",
+    "pacat": "parec + pacat",
+}
+
+
+def component(pid: int) -> str:
+    """The component a process of a bot belongs to, e.g. "chromium page (renderer)", "PulseAudio"."""
+    try:
+        name = read_stat(pid).name
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").replace("\0", " ")
+    except OSError:
+        return "gone"
+    if name != "chromium":
+        return _NAMES.get(name, name)
+    kind = re.search(r" --type=(\S+)", cmdline)
+    if kind is None:
+        return "chromium browser"
+    if kind.group(1) == "renderer" and "--top-chrome-webui" in cmdline:
+        return "chromium WebUI renderer"
+    if kind.group(1) == "utility":
+        sub = re.search(r" --utility-sub-type=\S*?([A-Za-z]+)(?:\s|$)", cmdline)
+        return _UTILITIES.get(sub.group(1) if sub else "", "chromium other")
+    return _CHROMIUM_KINDS.get(kind.group(1), "chromium other")
+
+
+def pss_by_component(pids: Iterable[int]) -> dict[str, float]:
+    """PSS in MB per `component()`."""
+    out: dict[str, float] = {}
+    for pid in pids:
+        try:
+            kb = pss_kb(pid)
+        except OSError:
+            continue
+        out[component(pid)] = out.get(component(pid), 0.0) + kb / 1024
+    return {k: round(v, 1) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
 
 
 def _cpu_by_pid(pids: Iterable[int]) -> dict[int, tuple[str, float]]:
@@ -79,6 +134,17 @@ class CpuWindow:
             used = cpu - before.get(pid, (name, 0.0))[1]
             shares[name] = shares.get(name, 0.0) + 100 * used / elapsed
         return {name: round(pct, 1) for name, pct in sorted(shares.items(), key=lambda kv: -kv[1])}
+
+    def by_component(self) -> dict[str, float]:
+        """Since `start()`, % of one core per `component()` (the bot's Python, Chromium's page, ...)."""
+        before = self._by_pid0 or {}
+        elapsed = time.monotonic() - self._t0
+        shares: dict[str, float] = {}
+        for pid, (name, cpu) in _cpu_by_pid(self.pids()).items():
+            used = cpu - before.get(pid, (name, 0.0))[1]
+            kind = component(pid)
+            shares[kind] = shares.get(kind, 0.0) + 100 * used / elapsed
+        return {k: round(pct, 1) for k, pct in sorted(shares.items(), key=lambda kv: -kv[1])}
 
 
 def pair_delays_ms(sent: Sequence[float], heard: Sequence[float], window_s: float = 0.8) -> list[float]:

@@ -115,6 +115,9 @@
     canvas.height = VH;
     drawFrame(canvas);
     camera.stream = canvas.captureStream(FPS);
+    // Under CPU load WebRTC would shrink the picture; a benchmark wants the bot to receive what was sent:
+    // keep the resolution (a loaded sender drops frames instead, which the receiver's figures show).
+    camera.stream.getVideoTracks()[0].contentHint = "detail";
     // A timer, not requestAnimationFrame: the pages of one shared browser are not all "visible".
     camera.timer = setInterval(() => drawFrame(canvas), 1000 / FPS);
     return camera.stream;

@@ -435,7 +435,8 @@ class Room:
         present = [m for m in self._members.values() if m.state == STATE_IN_CALL]
         names = [m.name for m in present]
         # pids beside the names: the clients put each camera's video in its owner's tile.
-        message = {"type": "participants", "count": len(names), "names": names, "pids": [m.pid for m in present]}
+        pids = [m.pid for m in present]
+        message = {"type": "participants", "count": len(names), "names": names, "pids": pids}
         for member in list(self._members.values()):
             if member.state in _PRESENT:
                 await _safe_send(member, message)
