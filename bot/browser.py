@@ -36,7 +36,7 @@ from bot.audio import BrowserAudio
 from bot.display import ScreenSize, VirtualDisplay
 from bot.input import Hands, PlaywrightHands
 from bot.janitor import Janitor
-from bot.presence import browser_env, launch_options, presence_args
+from bot.presence import LEAN_ARGS, browser_env, launch_options, presence_args
 from bot.procs import descendants
 from bot.profile import ProfileError, check_profile, copy_profile
 from bot.settings import BrowserSection
@@ -74,6 +74,7 @@ class BotBrowser:
             "--use-fake-ui-for-media-stream",
             "--autoplay-policy=no-user-gesture-required",
             *presence_args(s.display, ScreenSize.parse(s.screen_size)),
+            *(LEAN_ARGS if s.lean else ()),
         ]
         # Test configuration only: a local replica at the real hostnames, trusted by its key alone.
         if s.host_resolver_rules:

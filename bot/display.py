@@ -29,8 +29,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.aio import cancel_and_wait
 from bot.janitor import Janitor
-from bot.procs import die_with_parent
+from bot.procs import die_with_parent, stop_process
 
 log = logging.getLogger(__name__)
 
@@ -171,19 +172,9 @@ class VirtualDisplay:
         if self._closed:
             return
         self._closed = True
-        proc = self._proc
-        if proc is not None and proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 5)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop_process(self._proc)
         drain, self._drain = self._drain, None
-        if drain is not None:
-            drain.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await drain
+        await cancel_and_wait(drain)
         if self._janitor is not None:
             await self._janitor.close()
         elif self._dir is not None:

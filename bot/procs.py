@@ -3,6 +3,7 @@ benchmarks measure of them. All /proc parsing lives here."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import os
@@ -102,3 +103,20 @@ def machine_cpu_ticks() -> tuple[float, float]:
     fields = [float(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
     idle = fields[3] + fields[4]  # idle + iowait
     return sum(fields) - idle, sum(fields)
+
+
+async def stop_process(proc: asyncio.subprocess.Process | None, timeout_s: float = 5.0) -> None:
+    """Stops a child we started: SIGTERM, then SIGKILL after `timeout_s`; waits until it has exited.
+
+    Does nothing for a child that already exited, so every owner can call it from an idempotent close.
+    """
+    if proc is None or proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), timeout_s)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()

@@ -173,6 +173,11 @@ class BotService:
     def queued_ids(self) -> list[str]:
         return list(self._queue)
 
+    @property
+    def records_waiting(self) -> int:
+        """Running bots' events and exits held in memory while the database is unavailable (else 0)."""
+        return self._records.waiting if self._records is not None else 0
+
     def _require_store(self) -> BotStore:
         if self.store is None:
             raise RuntimeError("BotService.start() has not been called")

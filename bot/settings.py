@@ -91,6 +91,9 @@ class BrowserSection:
     host_resolver_rules: str = ""
     trusted_cert_spki: str = ""
     allow_loopback_webrtc: bool = False
+    # The browser levers (bot.presence.LEAN_ARGS): switches that cut Chromium's cost in calls with cameras
+    # without changing what the platform sees of the bot's sound or presence. False leaves them out.
+    lean: bool = True
     extra_args: list[str] = field(default_factory=list)
 
 

@@ -224,8 +224,10 @@ def safe_db_url(url: str) -> str:
 
 # `serve` runs the API's store calls on up to DB_THREADS threads (bot.api) beside its event loop, which
 # uses the same engine (the scheduler's claims, the webhook dispatcher, APScheduler's job store): the pool
-# keeps a connection for each of them and some to spare, so no caller waits for one another holds.
-DB_THREADS = 8
+# keeps a connection for each of them and some to spare, so no caller waits for one another holds. Few
+# threads: they overlap one another's waits for the database, but share one interpreter lock with the
+# event loop, and more of them only make the loop wait longer for it.
+DB_THREADS = 4
 POOL_SIZE = DB_THREADS + 4
 # A pooled connection unused for longer than this is pinged before it is handed out (one round trip) and
 # replaced if the server closed it meanwhile (a restart, an idle timeout). One in steady use is not:

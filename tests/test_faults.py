@@ -8,15 +8,16 @@ namespaces, mounts and servers, removed by their own handles on every path).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -95,6 +96,16 @@ def pulseaudio_of(pid: int) -> int:
     raise AssertionError(f"no pulseaudio under {pid}")
 
 
+Closable = TypeVar("Closable", Participant, JoinRun)
+
+
+async def started(cleanup: contextlib.AsyncExitStack, starting: Awaitable[Closable]) -> Closable:
+    """Awaits a participant or bot being started and has `cleanup` close it (whatever else fails)."""
+    thing = await starting
+    cleanup.push_async_callback(thing.close)
+    return thing
+
+
 def alive(pid: int) -> bool:
     try:
         return read_stat(pid).state != "Z"
@@ -106,9 +117,9 @@ async def test_pulseaudio_dies_in_the_call_and_the_audio_comes_back(
     replica: ReplicaServer, agent: StandInAgent
 ) -> None:
     mid, url = new_meeting("meet")
-    host = await person(replica, "meet", mid)
-    run = await JoinRun(url, "tone-660", replica_env(replica, agent)).start()
-    try:
+    async with contextlib.AsyncExitStack() as cleanup:
+        host = await started(cleanup, person(replica, "meet", mid))
+        run = await started(cleanup, JoinRun(url, "tone-660", replica_env(replica, agent)).start())
         await in_call(run)
         await path_up(host)
         sessions = len(agent.calls)
@@ -121,9 +132,6 @@ async def test_pulseaudio_dies_in_the_call_and_the_audio_comes_back(
         heard_hz = agent_heard_hz(agent, 2.0)
         run.signal(signal.SIGTERM)
         assert await run.wait(15) == ExitCode.COMPLETED
-    finally:
-        await run.close()
-        await host.close()
     assert after is not None and after < TONE_BACK_S, f"the person did not hear the agent again: {after}"
     assert abs(heard_hz - SAY_HZ) < 15, f"the agent heard {heard_hz:.0f} Hz after the recovery"
     assert recovered_in < 10 and recovered["after_s"] < 10, recovered
@@ -140,11 +148,9 @@ async def test_pulseaudio_that_keeps_dying_ends_the_call_with_a_clear_failure(
     replica: ReplicaServer, agent: StandInAgent
 ) -> None:
     mid, url = new_meeting("zoom")
-    host = await person(replica, "zoom", mid)
-    run = await JoinRun(url, "echo", replica_env(replica, agent)).start()
     killed: set[int] = set()
 
-    async def kill_every_daemon() -> None:
+    async def kill_every_daemon(run: JoinRun) -> None:
         # Every daemon the bot starts dies at once: recovery cannot succeed.
         while True:
             for child in descendants(run.pid):
@@ -156,17 +162,15 @@ async def test_pulseaudio_that_keeps_dying_ends_the_call_with_a_clear_failure(
                     continue
             await asyncio.sleep(0.05)
 
-    killer: asyncio.Task[None] | None = None
-    try:
+    async with contextlib.AsyncExitStack() as cleanup:
+        await started(cleanup, person(replica, "zoom", mid))
+        run = await started(cleanup, JoinRun(url, "echo", replica_env(replica, agent)).start())
         await in_call(run)
         lost_at = time.monotonic()
-        killer = asyncio.create_task(kill_every_daemon())
+        killer = asyncio.create_task(kill_every_daemon(run))
+        cleanup.push_async_callback(cancel_and_wait, killer)
         code = await run.wait(40)
         took = time.monotonic() - lost_at
-    finally:
-        await cancel_and_wait(killer)
-        await run.close()
-        await host.close()
     assert code == ExitCode.CRASHED
     failed = run.last("failed")
     assert failed["code"] == "audio_lost", failed
@@ -235,18 +239,17 @@ async def test_the_path_to_the_agent_breaks_for_10_s_and_the_bot_reconnects(
     agent_host = network.hosts[0]
     remote = RemoteAgent(agent_host)
     mid, url = new_meeting("meet")
-    host: Participant | None = None
-    run: JoinRun | None = None
-    try:
+    async with contextlib.AsyncExitStack() as cleanup:
+        cleanup.push_async_callback(remote.close)
         await remote.start()
-        host = await person(replica, "meet", mid)
+        host = await started(cleanup, person(replica, "meet", mid))
         env = {
             **replica_env(replica, agent),
             "BOT_AGENT_URL": remote.base_url,
             # The bot's ICE candidates on its address on the virtual network, the agent's on its own.
             "BOT_AGENT_ICE_HOST_ADDRESSES": network.address,
         }
-        run = await JoinRun(url, "tone-660", env).start()
+        run = await started(cleanup, JoinRun(url, "tone-660", env).start())
         await in_call(run)
         await path_up(host)
         network.cut(agent_host)
@@ -262,12 +265,6 @@ async def test_the_path_to_the_agent_breaks_for_10_s_and_the_bot_reconnects(
         calls = await remote.calls()
         run.signal(signal.SIGTERM)
         assert await run.wait(15) == ExitCode.COMPLETED
-    finally:
-        if run is not None:
-            await run.close()
-        if host is not None:
-            await host.close()
-        await remote.close()
     assert after is not None and after < TONE_BACK_S, f"the person did not hear the agent again: {after}"
     assert reconnected_in < RECONNECT_BOUND_S
     reconnecting = [e for e in run.events if e["event"] == "agent_reconnecting"]
@@ -285,9 +282,10 @@ async def test_slow_agent_answers_during_a_reconnect_are_bounded_reported_and_do
     time (the offer's timeout, agent.timeout_s, bounds each), reports how long it took, and no backlog of
     what was said during the wait reaches the agent once it is back."""
     mid, url = new_meeting("meet")
-    host = await person(replica, "meet", mid)
-    run = await JoinRun(url, "tone-660+slow-reconnect-5", replica_env(replica, agent)).start()
-    try:
+    async with contextlib.AsyncExitStack() as cleanup:
+        host = await started(cleanup, person(replica, "meet", mid))
+        agent_id = "tone-660+slow-reconnect-5"
+        run = await started(cleanup, JoinRun(url, agent_id, replica_env(replica, agent)).start())
         await in_call(run)
         await path_up(host)
         await agent.hang_up_all()
@@ -306,9 +304,6 @@ async def test_slow_agent_answers_during_a_reconnect_are_bounded_reported_and_do
         after = await tone_back(host)
         run.signal(signal.SIGTERM)
         assert await run.wait(15) == ExitCode.COMPLETED
-    finally:
-        await run.close()
-        await host.close()
     stats = [e for e in run.events if e["event"] == "stats"][-3:]
     assert after is not None and after < TONE_BACK_S, f"no agent heard again: {call.summary()} {stats}"
     assert heard_s <= since_answer_s + 0.1, (
@@ -318,7 +313,7 @@ async def test_slow_agent_answers_during_a_reconnect_are_bounded_reported_and_do
     reconnected = next(e for e in run.events if e["event"] == "agent_connected" and e.get("attempt"))
     assert reconnected["attempt"] == 1 and reconnected["connect_s"] >= 5, reconnected
     # One offer at a time: the first, then exactly one slow one; neither overlapped another.
-    offers = [r for r in agent.requests if r["agent_id"] == "tone-660+slow-reconnect-5"]
+    offers = [r for r in agent.requests if r["agent_id"] == agent_id]
     assert [r["status"] for r in offers] == [200, 200], offers
     assert offers[1]["answered_at"] - offers[1]["started_at"] >= 5
     assert offers[0]["answered_at"] <= offers[1]["started_at"]
@@ -345,18 +340,16 @@ async def test_the_recording_disk_fills_up_and_the_call_goes_on(
     replica: ReplicaServer, agent: StandInAgent, small_disk: Path
 ) -> None:
     mid, url = new_meeting("zoom")
-    host = await person(replica, "zoom", mid)
     recordings = small_disk / "recordings"
-    run = await JoinRun(url, "tone-660", replica_env(replica, agent), [f"--record={recordings}"]).start()
-    try:
+    async with contextlib.AsyncExitStack() as cleanup:
+        host = await started(cleanup, person(replica, "zoom", mid))
+        env = replica_env(replica, agent)
+        run = await started(cleanup, JoinRun(url, "tone-660", env, [f"--record={recordings}"]).start())
         await in_call(run)
         stopped = await run.wait_event("recording_stopped", 20)
         after = await tone_back(host)
         run.signal(signal.SIGTERM)
         assert await run.wait(15) == ExitCode.COMPLETED
-    finally:
-        await run.close()
-        await host.close()
     assert after is not None and after < TONE_BACK_S, f"the person did not hear the agent: {after}"
     assert "No space left on device" in stopped["detail"] and str(recordings) in stopped["detail"], stopped
     assert sorted(p.name.split("-", 2)[-1] for p in recordings.iterdir()) == [
@@ -374,10 +367,12 @@ class CountingLauncher(LocalProcessLauncher):
     def __init__(self, extra_env: dict[str, str]) -> None:
         super().__init__(extra_env=extra_env)
         self.launches: dict[str, int] = {}
+        self.handles: dict[str, LocalBotHandle] = {}
 
     async def start(self, request: BotRequest) -> LocalBotHandle:
         self.launches[request.bot_id] = self.launches.get(request.bot_id, 0) + 1
-        return await super().start(request)
+        handle = self.handles[request.bot_id] = await super().start(request)
+        return handle
 
 
 async def bot_state(api: httpx.AsyncClient, bot_id: str) -> dict[str, Any]:
@@ -404,67 +399,68 @@ async def test_the_database_goes_away_for_30_s_and_the_bots_lose_nothing(
     body, the bot keeps talking (the person hears the agent, even through an agent reconnect), its events
     of the outage — its end among them — reach the store when the database is back, in order; a bot due
     during the outage starts once it is back; no bot is launched twice."""
-    pg = PostgresServer()
-    await asyncio.to_thread(pg.start)
     mid, url = new_meeting("meet")
     env = {**replica_env(replica, agent, artifacts_dir=tmp_path), "BOT_CALL_ALONE_AFTER_S": "600"}
     launcher = CountingLauncher(env)
-    service = BotService(
-        SchedulerConfig(db_url=pg.create_database(), lead_time_s=0, poll_interval_s=0.5), launcher
-    )
-    host: Participant | None = None
-    try:
+    async with contextlib.AsyncExitStack() as cleanup:
+        pg = PostgresServer()
+        cleanup.push_async_callback(asyncio.to_thread, pg.close)
+        await asyncio.to_thread(pg.start)
+        config = SchedulerConfig(db_url=pg.create_database(), lead_time_s=0, poll_interval_s=0.5)
+        service = BotService(config, launcher)
+        cleanup.push_async_callback(service.close)
         await service.start()
-        host = await person(replica, "meet", mid)
-        async with api_client(service) as api:
-            body = {"meeting_url": url, "agent_id": "tone-660", "bot_name": "Steady Bot"}
-            reply = await api.post("/bots", json=body, headers=AUTH)
-            assert reply.status_code == 201, reply.text
-            steady = reply.json()["id"]
-            await until_state(api, steady, {"in_call"}, 60)
-            await asyncio.sleep(2)  # the agent connects just after in_call
-            later = {**body, "bot_name": "Late Bot", "join_at": in_seconds(12).isoformat()}
-            reply = await api.post("/bots", json=later, headers=AUTH)
-            assert reply.status_code == 201, reply.text
-            late = reply.json()["id"]
-            await path_up(host)
+        host = await started(cleanup, person(replica, "meet", mid))
+        # The service's API; it closes the service (its bots leave) when it stops.
+        api = await cleanup.enter_async_context(api_client(service))
+        body = {"meeting_url": url, "agent_id": "tone-660", "bot_name": "Steady Bot"}
+        reply = await api.post("/bots", json=body, headers=AUTH)
+        assert reply.status_code == 201, reply.text
+        steady = reply.json()["id"]
+        await until_state(api, steady, {"in_call"}, 60)
+        await asyncio.sleep(2)  # the agent connects just after in_call
+        later = {**body, "bot_name": "Late Bot", "join_at": in_seconds(12).isoformat()}
+        reply = await api.post("/bots", json=later, headers=AUTH)
+        assert reply.status_code == 201, reply.text
+        late = reply.json()["id"]
+        await path_up(host)
 
-            await asyncio.to_thread(pg.stop)
-            down_at = time.monotonic()
-            refused = [
-                await api.get("/bots", headers=AUTH),
-                await api.get(f"/bots/{steady}", headers=AUTH),
-                await api.post("/bots", json=body, headers=AUTH),
-            ]
-            during = await tone_back(host)  # the bot keeps talking
-            await agent.hang_up_all()  # and reconnects to the agent: events the store cannot take now
-            await asyncio.sleep(8)
-            after_reconnect = await tone_back(host)
-            handle = service._handles[steady]
-            handle.stop()  # told to leave while the database is away: its end waits in memory
-            assert await asyncio.wait_for(handle.wait(), 15) == 0
-            waiting = service._records.waiting if service._records is not None else 0
-            await asyncio.sleep(max(0.0, 30 - (time.monotonic() - down_at)))
-            await asyncio.to_thread(pg.resume)
+        await asyncio.to_thread(pg.stop)
+        down_at = time.monotonic()
+        refused = [
+            await api.get("/bots", headers=AUTH),
+            await api.get(f"/bots/{steady}", headers=AUTH),
+            await api.post("/bots", json=body, headers=AUTH),
+        ]
+        during = await tone_back(host)  # the bot keeps talking
+        calls_before = len(agent.calls)
+        await agent.hang_up_all()  # and reconnects to the agent: events the store cannot take now
+        deadline = time.monotonic() + 20
+        while len(agent.calls) == calls_before and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1)  # the new session's media path
+        after_reconnect = await tone_back(host)
+        reconnect_summary = agent.calls[-1].summary()
+        handle = launcher.handles[steady]
+        handle.stop()  # told to leave while the database is away: its end waits in memory
+        assert await asyncio.wait_for(handle.wait(), 15) == 0
+        waiting = service.records_waiting
+        await asyncio.sleep(max(0.0, 30 - (time.monotonic() - down_at)))
+        await asyncio.to_thread(pg.resume)
 
-            ended = await until_state(api, steady, {"ended"}, 20)
-            await until_state(api, late, {"in_call"}, 90)
-            reply = await api.delete(f"/bots/{late}", headers=AUTH)
-            assert reply.status_code == 202, reply.text
-            await until_state(api, late, {"ended"}, 30)
-            events = [e["event"] for e in (await bot_state(api, steady))["events"]]
-            ids = [e.get("id") for e in (await bot_state(api, steady))["events"] if e.get("id")]
-            late_events = [e["event"] for e in (await bot_state(api, late))["events"]]
-    finally:
-        await service.close()
-        if host is not None:
-            await host.close()
-        await asyncio.to_thread(pg.close)
+        ended = await until_state(api, steady, {"ended"}, 20)
+        await until_state(api, late, {"in_call"}, 90)
+        reply = await api.delete(f"/bots/{late}", headers=AUTH)
+        assert reply.status_code == 202, reply.text
+        await until_state(api, late, {"ended"}, 30)
+        events = [e["event"] for e in (await bot_state(api, steady))["events"]]
+        ids = [e.get("id") for e in (await bot_state(api, steady))["events"] if e.get("id")]
+        late_events = [e["event"] for e in (await bot_state(api, late))["events"]]
     for r in refused:
         assert r.status_code == 503, r.text
         assert "database is unavailable" in r.json()["detail"] and r.headers["retry-after"], r.text
     for heard in (during, after_reconnect):
-        assert heard is not None and heard < TONE_BACK_S, (during, after_reconnect)
+        assert heard is not None and heard < TONE_BACK_S, (during, after_reconnect, reconnect_summary, events)
     assert waiting >= 3, "the bot's events of the outage were not held for the store"
     # Everything the bot said during the outage is in the store, in order, once.
     tail = [k for k in events if k in ("agent_reconnecting", "agent_connected", "ended", "summary", "exit")]

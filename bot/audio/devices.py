@@ -27,7 +27,7 @@ from bot.aio import cancel_and_wait
 from bot.audio.pcm import PcmCapture, PcmPlayback
 from bot.audio.streams import SinkClock
 from bot.janitor import Janitor
-from bot.procs import die_with_parent
+from bot.procs import die_with_parent, stop_process
 
 log = logging.getLogger(__name__)
 
@@ -189,14 +189,7 @@ class PulseDaemon:
         raise AudioError(f"PulseAudio did not answer within {_START_TIMEOUT_S:.0f} s")
 
     async def _stop_process(self) -> None:
-        proc = self._proc
-        if proc is not None and proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 5)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop_process(self._proc)
 
     async def close(self) -> None:
         """Stops the daemon and removes its directory (also after a failed `start()`); idempotent."""

@@ -18,6 +18,8 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from bot.procs import stop_process
+
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 48_000
@@ -132,14 +134,7 @@ def _tool(name: str) -> str:
 
 
 async def _stop(proc: asyncio.subprocess.Process | None) -> None:
-    if proc is None or proc.returncode is not None:
-        return
-    proc.terminate()
-    try:
-        await asyncio.wait_for(proc.wait(), 3)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
+    await stop_process(proc, timeout_s=3)
 
 
 def _loopback_stream_pair() -> tuple[socket.socket, socket.socket]:

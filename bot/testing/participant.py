@@ -55,14 +55,21 @@ class PeopleBrowser:
 
     def __init__(self, server: ReplicaServer, settings: BrowserSection | None = None) -> None:
         base = settings if settings is not None else BrowserSection(display="headless")
-        base = dataclasses.replace(base, extra_args=[*base.extra_args, "--disable-audio-output"])
+        self._base = dataclasses.replace(base, extra_args=[*base.extra_args, "--disable-audio-output"])
+        self._server = server
         self._dir = Path(tempfile.mkdtemp(prefix="bot-replica-people-"))
-        self.browser = BotBrowser(server.browser_section(base), self._dir)
-        self._started = False
+        self._browser: BotBrowser | None = None
+
+    @property
+    def browser(self) -> BotBrowser:
+        if self._browser is None:
+            raise RuntimeError("PeopleBrowser not started")
+        return self._browser
 
     async def start(self) -> PeopleBrowser:
-        self._started = True
-        await self.browser.start(_NO_PULSE)
+        """Starts the browser (after the replica: its host mapping names the replica's port)."""
+        self._browser = BotBrowser(self._server.browser_section(self._base), self._dir)
+        await self._browser.start(_NO_PULSE)
         return self
 
     async def new_page(self) -> Page:
@@ -71,11 +78,11 @@ class PeopleBrowser:
     @property
     def pid(self) -> int | None:
         """The browser's main process (its tree is the helpers' cost)."""
-        return self.browser.pid
+        return None if self._browser is None else self._browser.pid
 
     async def close(self) -> None:
-        if self._started:
-            await self.browser.close()
+        if self._browser is not None:
+            await self._browser.close()
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
