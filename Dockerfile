@@ -24,15 +24,18 @@ print("\n".join(p["dependencies"] + p["optional-dependencies"]["postgres"]))' > 
     && /opt/venv/bin/pip install --no-compile --only-binary=:all: -r /tmp/requirements.txt
 
 # Then the bot itself, without dependencies (all above). The venv then loses what only installs or
-# debugs: pip and setuptools, the dependencies' own test suites, and debug symbols of Playwright's
-# Node.js and of the extension modules (about 110 MB together). The auditwheel-bundled *.libs are
-# left as they are.
+# debugs: pip and setuptools, the dependencies' own test suites, debug symbols of Playwright's
+# Node.js and of the extension modules (about 110 MB together), and what only type checkers and
+# compilers read: *.pyi stubs, Playwright's TypeScript declarations, numpy's C headers (about 5 MB).
+# The auditwheel-bundled *.libs are left as they are.
 COPY README.md ./
 COPY bot ./bot
 RUN /opt/venv/bin/pip install --no-compile --no-deps . \
     && /opt/venv/bin/pip uninstall -y pip setuptools \
     && site="$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
     && find "$site" -depth -type d -name tests -prune -exec rm -rf {} + \
+    && find "$site" -name '*.pyi' -delete \
+    && rm -rf "$site/playwright/driver/package/types" "$site/numpy/_core/include" \
     && strip "$site/playwright/driver/node" \
     && find "$site" -name '*.so' -not -path '*.libs/*' -exec strip --strip-unneeded {} +
 

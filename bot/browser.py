@@ -29,14 +29,15 @@ import signal
 import tempfile
 from pathlib import Path
 
-from playwright.async_api import BrowserContext, Page, Playwright, async_playwright
+from playwright.async_api import BrowserContext, CDPSession, Page, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
 from bot.audio import BrowserAudio
 from bot.display import ScreenSize, VirtualDisplay
 from bot.input import Hands, PlaywrightHands
 from bot.janitor import Janitor
-from bot.presence import LEAN_ARGS, browser_env, launch_options, presence_args
+from bot.lean import hide_remote_video
+from bot.presence import browser_env, launch_options, presence_args
 from bot.procs import descendants
 from bot.profile import ProfileError, check_profile, copy_profile
 from bot.settings import BrowserSection
@@ -62,6 +63,7 @@ class BotBrowser:
         self._display: VirtualDisplay | None = None
         self._janitor: Janitor | None = None
         self._hands: Hands | None = None
+        self._lean_session: CDPSession | None = None  # holds bot.lean's script for the page's life
         self._crashed = asyncio.Event()
         self._crash_reason = ""
         self._closing = False
@@ -74,7 +76,6 @@ class BotBrowser:
             "--use-fake-ui-for-media-stream",
             "--autoplay-policy=no-user-gesture-required",
             *presence_args(s.display, ScreenSize.parse(s.screen_size)),
-            *(LEAN_ARGS if s.lean else ()),
         ]
         # Test configuration only: a local replica at the real hostnames, trusted by its key alone.
         if s.host_resolver_rules:
@@ -151,6 +152,8 @@ class BotBrowser:
         self._page = pages[0] if pages else await self._context.new_page()
         for page in self._context.pages:
             self._watch(page)
+        if s.lean:  # before the page goes anywhere: every document it loads gets the levers (bot.lean)
+            self._lean_session = await hide_remote_video(self._page)
         if self._display is not None:
             from bot.input.xtest import XTestHands  # python-xlib only where there is a display
 

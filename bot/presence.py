@@ -31,12 +31,6 @@ DEFAULT_DISPLAY = "xvfb"
 # Chromium would play zeros into the meeting sink).
 IGNORED_DEFAULT_ARGS = ["--enable-automation", "--mute-audio"]
 
-# Browser levers: switches that cut Chromium's cost in a call with cameras without changing what a page
-# sees of the bot's sound or presence, each kept because scripts/bench-levers measured it saving >= 2
-# points of a core (README "Browser levers" says why each holds on the real pages). `browser.lean = false`
-# leaves them out.
-LEAN_ARGS: tuple[str, ...] = ()
-
 
 def presence_args(display: str, screen: ScreenSize) -> list[str]:
     """Chromium flags for how the browser presents itself in this display mode."""

@@ -91,8 +91,8 @@ class BrowserSection:
     host_resolver_rules: str = ""
     trusted_cert_spki: str = ""
     allow_loopback_webrtc: bool = False
-    # The browser levers (bot.presence.LEAN_ARGS): switches that cut Chromium's cost in calls with cameras
-    # without changing what the platform sees of the bot's sound or presence. False leaves them out.
+    # The browser levers (bot.lean): what Chromium leaves undone because the bot never looks at video
+    # (remote video is not drawn), without changing what the platform sees of its sound or presence.
     lean: bool = True
     extra_args: list[str] = field(default_factory=list)
 

@@ -436,7 +436,7 @@ async def test_the_database_goes_away_for_30_s_and_the_bots_lose_nothing(
         calls_before = len(agent.calls)
         await agent.hang_up_all()  # and reconnects to the agent: events the store cannot take now
         deadline = time.monotonic() + 20
-        while len(agent.calls) == calls_before and time.monotonic() < deadline:
+        while len(agent.calls) == calls_before and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
         await asyncio.sleep(1)  # the new session's media path
         after_reconnect = await tone_back(host)

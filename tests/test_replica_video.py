@@ -135,7 +135,7 @@ async def test_cameras_are_tiles_in_the_bot_page_receiving_frames_while_audio_fl
         reply = heard[len(heard) // 2 :]
         assert abs(dominant_frequency(bytes(agent.calls[-1].heard)) - 440) < 15, agent.calls[-1].summary()
         assert len(agent.calls) == calls_before
-        assert rms_dbfs(reply) > -45 and abs(dominant_frequency(reply) - 660) < 15
+        assert rms_dbfs(reply) > -45 and abs(dominant_frequency(reply) - 660) < 15, await host.media_report()
         await room.end()
         assert await run.wait(20) == ExitCode.COMPLETED
     finally:

@@ -19,6 +19,7 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -34,6 +35,7 @@ from playwright.async_api import Page
 from bot.audio import AudioDevices, BrowserAudio
 from bot.audio.analysis import onsets
 from bot.browser import BotBrowser
+from bot.procs import descendants
 from bot.settings import BrowserSection
 from bot.testing.replica.server import ReplicaServer
 
@@ -54,7 +56,8 @@ class PeopleBrowser:
     Audio in the page. `await start()`, pass it to participants, `await close()` after them."""
 
     def __init__(self, server: ReplicaServer, settings: BrowserSection | None = None) -> None:
-        base = settings if settings is not None else BrowserSection(display="headless")
+        # No levers (bot.lean): the people's pages receive no video.
+        base = settings if settings is not None else BrowserSection(display="headless", lean=False)
         self._base = dataclasses.replace(base, extra_args=[*base.extra_args, "--disable-audio-output"])
         self._server = server
         self._dir = Path(tempfile.mkdtemp(prefix="bot-replica-people-"))
@@ -79,6 +82,18 @@ class PeopleBrowser:
     def pid(self) -> int | None:
         """The browser's main process (its tree is the helpers' cost)."""
         return None if self._browser is None else self._browser.pid
+
+    def prioritize(self, nice: int = -10) -> None:
+        """Runs the people's browser ahead of everything else on the machine (a negative nice value needs
+        root; silently skipped without it). A benchmark on a loaded machine wants the cameras at their rate
+        and the people's ears on time, so that what it measures is the bots. Linux keeps a nice value per
+        thread: every thread of every process is set, and what they start later inherits it."""
+        if self.pid is None:
+            return
+        for pid in {self.pid} | descendants(self.pid):
+            for task in Path(f"/proc/{pid}/task").glob("*"):
+                with contextlib.suppress(OSError, ValueError):
+                    os.setpriority(os.PRIO_PROCESS, int(task.name), nice)
 
     async def close(self) -> None:
         if self._browser is not None:
@@ -278,6 +293,10 @@ class Participant:
     async def events(self) -> list[dict[str, Any]]:
         """Messages the room sent this page (admitted, participants, removed, ...)."""
         return list(await self._evaluate("() => participant.state.events"))
+
+    async def media_report(self) -> dict[str, Any]:
+        """What its page's connections carry, per peer (for a failing test's message)."""
+        return dict(await self._evaluate("() => participant.mediaReport()"))
 
     async def camera(self) -> dict[str, Any]:
         """Its camera: {on, frames (drawn so far), width, height, fps}."""

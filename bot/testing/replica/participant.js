@@ -188,6 +188,24 @@
       if (state.room) state.room.close();
       cameraOn(false);
     },
+    // Per peer: connection state, transceiver directions, bytes and audio level in and out, and the clock.
+    async mediaReport() {
+      const out = { clock: api.clock(), captured: chunks.length, peers: {} };
+      if (!state.room) return out;
+      for (const [pid, peer] of state.room.peers) {
+        const entry = {
+          state: peer.pc.connectionState,
+          directions: peer.pc.getTransceivers().map((t) => `${t.mid}:${t.currentDirection}`),
+          element: peer.audio ? { paused: peer.audio.paused, readyState: peer.audio.readyState } : null,
+        };
+        (await peer.pc.getStats()).forEach((s) => {
+          if (s.type === "inbound-rtp") entry[`in_${s.kind}`] = { bytes: s.bytesReceived, level: s.audioLevel };
+          if (s.type === "outbound-rtp") entry[`out_${s.kind}`] = { bytes: s.bytesSent };
+        });
+        out.peers[pid] = entry;
+      }
+      return out;
+    },
     // {on, frames drawn, width, height, fps}
     camera() {
       return { on: !!camera.stream, frames: camera.frames, width: VW, height: VH, fps: FPS };
