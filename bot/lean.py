@@ -60,6 +60,7 @@ async def hide_remote_video(page: Page) -> CDPSession:
     """Installs the hidden-video style for every document `page` loads from now on. Returns the DevTools
     session that holds it: the script lives as long as that session (keep it; closing the browser ends it)."""
     cdp = await page.context.new_cdp_session(page)
+    await cdp.send("Page.enable")  # without it the script is registered but never runs (Chromium 156)
     await cdp.send("Page.addScriptToEvaluateOnNewDocument", {"source": _HIDE_VIDEO_JS, "worldName": WORLD})
     log.debug("remote video hidden in %s", page.url)
     return cdp

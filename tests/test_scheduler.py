@@ -219,7 +219,8 @@ async def test_two_schedulers_on_one_database_start_a_bot_once(tmp_path: Path) -
     env = {**os.environ, "BOT_API_TOKEN": "t" * 32, "FAKE_JOIN_LOG": str(log)}
 
     async with serving(cfg, fake_launcher(log)) as here:
-        record = here.schedule(fake_request(max_duration_s=0.5), in_seconds(8))
+        # 15 s: room for the second `serve` to start on a loaded machine before the bot is due.
+        record = here.schedule(fake_request(max_duration_s=0.5), in_seconds(15))
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot", "serve", "--port=0", f"--db={cfg.db_url}",
             f"--bot-command={sys.executable} {FAKE_JOIN}", "--lead-time=0",
