@@ -93,7 +93,7 @@ class BrowserSection:
     allow_loopback_webrtc: bool = False
     # The browser levers (bot.lean): what Chromium leaves undone because the bot never looks at video
     # (remote video is not drawn), without changing what the platform sees of its sound or presence.
-    lean: bool = False  # opt-in until the Zoom replica case with cameras passes (see the closing note)
+    lean: bool = True
     extra_args: list[str] = field(default_factory=list)
 
 

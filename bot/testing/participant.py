@@ -112,6 +112,7 @@ class Participant:
         passcode: str = "",
         settings: BrowserSection | None = None,
         shared: PeopleBrowser | None = None,
+        camera: bool = True,
     ) -> None:
         self.server = server
         self.platform = platform
@@ -122,6 +123,7 @@ class Participant:
         # The simulated person needs no X display (hosts pass the replicas' entry checks): headless.
         self._settings = settings if settings is not None else BrowserSection(display="headless")
         self.join_result = ""
+        self.camera_capable = camera  # False: never sends a camera, whatever the room's `cameras` says
         self._shared = shared
         self._page: Page | None = None
         self._devices: AudioDevices | None = None
@@ -137,6 +139,8 @@ class Participant:
             query["host"] = "1"
         if self.passcode:
             query["passcode"] = self.passcode
+        if not self.camera_capable:
+            query["camera"] = "0"
         return f"https://{PLATFORM_HOSTS[self.platform]}/_replica/participant?{urlencode(query)}"
 
     @property

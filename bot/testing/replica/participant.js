@@ -230,7 +230,9 @@
     );
     state.result = reply.result;
     state.room = reply.room;
-    if (reply.room) await reply.room.startAudio(mic.stream, { onTrack, camera: cameraOn, receiveVideo: false });
+    // `?camera=0`: a person who never sends a camera (the room does not count it among its cameras).
+    const source = params.get("camera") === "0" ? undefined : cameraOn;
+    if (reply.room) await reply.room.startAudio(mic.stream, { onTrack, camera: source, receiveVideo: false });
     document.getElementById("status").textContent = reply.result;
     return reply.result;
   };
