@@ -36,7 +36,7 @@ from bot.audio import BrowserAudio
 from bot.display import ScreenSize, VirtualDisplay
 from bot.input import Hands, PlaywrightHands
 from bot.janitor import Janitor
-from bot.lean import hide_remote_video
+from bot.lean import feature_switches, hide_remote_video
 from bot.presence import browser_env, launch_options, presence_args
 from bot.procs import descendants
 from bot.profile import ProfileError, check_profile, copy_profile
@@ -84,7 +84,7 @@ class BotBrowser:
             args.append(f"--ignore-certificate-errors-spki-list={s.trusted_cert_spki}")
         if s.allow_loopback_webrtc:
             args.append("--allow-loopback-in-peer-connection")
-        return [*args, *s.extra_args]
+        return feature_switches([*args, *s.extra_args], s.lean)
 
     @property
     def page(self) -> Page:

@@ -21,14 +21,29 @@ them. Why it holds on the real pages:
 - the bot's presence is untouched: its own camera stays off, its microphone, name and participation are
   what they were; a client that sizes its subscriptions to its visible tiles (Meet, Zoom) may only ask for
   less video, which costs the bot less still.
+Kept: **no process or page for what the bot never uses.** Chromium's audio service runs inside the
+browser process and its network service too (two processes fewer, and a thread hop less for every audio
+buffer), and the address bar's suggestion popups are not preloaded as WebUI pages (a renderer of 50-75 MB
+PSS the bot never shows). None of this is visible to a page: where Chromium places a service is its own
+business (it differs between platforms and versions), and the address bar is not part of any page.
+
 Measured and not kept (README): `--in-process-gpu`, `--disable-gpu`, `--disable-gpu-compositing` (this
 Chromium already composites in software), `--disable-gpu-rasterization`, a smaller screen.
+
+Chromium honours only the last `--disable-features` (and `--enable-features`) switch, and Playwright passes
+its own: `feature_switches()` merges Playwright's lists (read from its driver, checked by
+`tests/test_lean.py`), the levers' features and the user's `browser.extra_args` into one switch each.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
 
+import playwright
 from playwright.async_api import CDPSession, Page
 
 log = logging.getLogger(__name__)
@@ -64,3 +79,50 @@ async def hide_remote_video(page: Page) -> CDPSession:
     await cdp.send("Page.addScriptToEvaluateOnNewDocument", {"source": _HIDE_VIDEO_JS, "worldName": WORLD})
     log.debug("remote video hidden in %s", page.url)
     return cdp
+
+
+# Features the levers turn off and on (see the module's docstring).
+LEAN_DISABLED_FEATURES = ("AudioServiceOutOfProcess", "WebUIOmniboxPopup", "WebUIOmniboxAimPopup")
+LEAN_ENABLED_FEATURES = ("NetworkServiceInProcess2",)
+_DISABLE, _ENABLE = "--disable-features=", "--enable-features="
+
+
+@functools.cache
+def playwright_features() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The features Playwright's driver disables and enables on every Chromium it launches (from its
+    `chromiumSwitches.ts`, bundled in the driver). Empty lists when the bundle no longer has that shape:
+    then the bot passes no feature switch of its own rather than replace Playwright's (see
+    `feature_switches`)."""
+    bundle = Path(playwright.__file__).parent / "driver" / "package" / "lib" / "coreBundle.js"
+    try:
+        text = bundle.read_text(encoding="utf-8")
+    except OSError:
+        return (), ()
+    lists = []
+    for pattern in (r"\bdisabledFeatures = \[(.*?)\]", r"\benabledFeatures = \(\) => \[(.*?)\]"):
+        found = re.search(pattern, text, re.S)
+        code = re.sub(r"//[^\n]*", "", found.group(1)) if found else ""
+        lists.append(tuple(re.findall(r'"([A-Za-z0-9_]+)"', code)))
+    return lists[0], lists[1]
+
+
+def feature_switches(args: Sequence[str], lean: bool) -> list[str]:
+    """`args` with every `--disable-features`/`--enable-features` switch merged into one of each that also
+    carries Playwright's own features and, when `lean`, the levers' (Chromium keeps only the last one)."""
+    disabled, enabled = playwright_features()
+    if not disabled:  # Playwright's list unknown: passing ours would silently drop it
+        log.warning("Playwright's Chromium features not found in its driver: browser levers off for them")
+        return list(args)
+    merged: dict[str, list[str]] = {_DISABLE: list(disabled), _ENABLE: list(enabled)}
+    if lean:
+        merged[_DISABLE] += LEAN_DISABLED_FEATURES
+        merged[_ENABLE] += LEAN_ENABLED_FEATURES
+    rest = []
+    for arg in args:
+        prefix = next((p for p in merged if arg.startswith(p)), None)
+        if prefix is None:
+            rest.append(arg)
+        else:
+            merged[prefix] += [f for f in arg[len(prefix) :].split(",") if f]
+    switches = [prefix + ",".join(dict.fromkeys(names)) for prefix, names in merged.items() if names]
+    return [*rest, *switches]

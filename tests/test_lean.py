@@ -1,0 +1,73 @@
+"""The browser levers' process switches (bot.lean): one feature switch of each kind that keeps Playwright's
+own features, and a real lean Chromium playing sound with no audio, network or WebUI process of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import pytest
+
+from bot.audio import AudioDevices
+from bot.lean import LEAN_DISABLED_FEATURES, LEAN_ENABLED_FEATURES, feature_switches, playwright_features
+from bot.settings import BrowserSection
+from bot.testing.measure import component, process_tree
+from bot.testing.replica import ReplicaServer
+from tests.replica_fixtures import replica_browser
+
+PLAY_TONE = """() => {
+  const ctx = new AudioContext({sampleRate: 48000});
+  const osc = new OscillatorNode(ctx, {frequency: 440});
+  osc.connect(ctx.destination);
+  osc.start();
+  return ctx.state;
+}"""
+
+
+def test_playwrights_features_are_read_from_its_driver() -> None:
+    """If this fails after a Playwright upgrade, `playwright_features` must learn the driver's new shape:
+    until then the bot passes no feature switch (it would replace Playwright's)."""
+    disabled, enabled = playwright_features()
+    assert "MediaRouter" in disabled and len(disabled) >= 5, disabled
+    assert all(name.isidentifier() for name in disabled + enabled)
+
+
+def test_one_switch_of_each_kind_carries_playwrights_the_levers_and_the_users() -> None:
+    disabled, enabled = playwright_features()
+    args = feature_switches(["--lang=en-US", "--disable-features=Mine", "--enable-features=Yours"], lean=True)
+    assert args[0] == "--lang=en-US" and len(args) == 3
+    switches = dict(a.split("=", 1) for a in args[1:])
+    assert switches["--disable-features"].split(",") == [*disabled, *LEAN_DISABLED_FEATURES, "Mine"]
+    assert switches["--enable-features"].split(",") == [*enabled, *LEAN_ENABLED_FEATURES, "Yours"]
+    off = dict(a.split("=", 1) for a in feature_switches([], lean=False))
+    assert off["--disable-features"].split(",") == list(disabled)
+
+
+def disabled_features(pid: int) -> set[str]:
+    """The features a Chromium process runs with disabled (a child rewrites its command line as one
+    string: the switch is found by its text)."""
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode().replace("\0", " ")
+    found = re.search(r" --disable-features=(\S+)", cmdline)
+    return set(found.group(1).split(",")) if found else set()
+
+
+@pytest.mark.browser
+@pytest.mark.pulse
+@pytest.mark.parametrize("lean", [True, False])
+async def test_a_lean_browser_plays_sound_without_audio_network_or_webui_processes(
+    replica: ReplicaServer, devices: AudioDevices, tmp_path: Path, lean: bool
+) -> None:
+    async with replica_browser(replica, devices, tmp_path, BrowserSection(lean=lean)) as browser:
+        await browser.page.goto("https://meet.google.com/_replica/participant?room=lean&name=Probe")
+        assert await browser.page.evaluate(PLAY_TONE) == "running"
+        await asyncio.sleep(2.0)  # Chromium starts its audio service with the first sound
+        assert browser.pid is not None
+        tree = process_tree(browser.pid)
+        kinds = {component(pid) for pid in tree}
+        own = {"chromium audio", "chromium network", "chromium WebUI renderer"}
+        assert not kinds & own if lean else own <= kinds, kinds
+        renderer = next(pid for pid in tree if component(pid) == "chromium page (renderer)")
+        disabled = disabled_features(renderer)
+        assert set(playwright_features()[0]) <= disabled  # Playwright's kept
+        assert ("WebUIOmniboxPopup" in disabled) is lean
