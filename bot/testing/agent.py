@@ -29,7 +29,13 @@ from aiohttp import web
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from bot.agent.peer import PeerOptions, new_peer_connection, set_local_description, tune_receivers
+from bot.agent.peer import (
+    PeerOptions,
+    new_peer_connection,
+    set_local_description,
+    tune_receivers,
+    tune_senders,
+)
 from bot.aio import cancel_and_wait
 from bot.audio.analysis import dominant_frequency, rms_dbfs
 from bot.audio.pcm import FrameQueue, PcmFrame
@@ -246,6 +252,7 @@ class StandInAgent:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
             tune_receivers(pc, self.peer_options)
             pc.addTrack(track_out)
+            tune_senders(pc, self.peer_options)  # Opus in mono on the loop, as the bot sends
             answer = await pc.createAnswer()
             sdp = await set_local_description(pc, answer, self.peer_options)
         except BaseException:
