@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from bot.audio import AudioDevices
-from bot.audio.analysis import rms_dbfs, silence, tone
+from bot.audio.analysis import dominant_frequency, rms_dbfs, silence, tone
 from bot.testing.agent import StandInAgent
 from bot.testing.agent_behaviours import Plan, plan_for
 from tests.bridge_support import KEY, endpoint, make_bridge, meeting
@@ -19,6 +19,7 @@ from tests.bridge_support import KEY, endpoint, make_bridge, meeting
 
 def test_agent_ids_choose_behaviours() -> None:
     assert plan_for("echo") == Plan("echo")
+    assert plan_for("reflect") == Plan("reflect")
     assert plan_for("tone") == Plan("tone", tone_hz=660.0)
     assert plan_for("tone-523.25") == Plan("tone", tone_hz=523.25)
     assert plan_for("hangup-after-2") == Plan("echo", hangup_after_s=2.0)
@@ -70,6 +71,25 @@ async def test_speak_agent_talks_after_the_caller_stops(devices: AudioDevices, a
         # The microphone carries the sentence.
         spoken = heard[int(1.5 * 96_000) :]
         assert rms_dbfs(spoken) > -35
+    finally:
+        await bridge.close()
+
+
+@pytest.mark.pulse
+async def test_reflect_agent_sends_the_bots_own_packets_back_without_hearing(
+    devices: AudioDevices, agent: StandInAgent
+) -> None:
+    """The benchmarks' cheap echo: the tone comes back on the microphone, yet the stand-in decoded
+    nothing (it heard no sound)."""
+    bridge = await make_bridge(devices, endpoint(agent, "reflect"))
+    await bridge.start()
+    try:
+        async with meeting(devices) as m:
+            heard_on_mic = await m.play_and_listen(silence(0.3) + tone(440, 1.0) + silence(0.5), 1.6)
+        loud = heard_on_mic[int(0.5 * 96_000) : int(1.2 * 96_000)]
+        assert rms_dbfs(loud) > -30 and abs(dominant_frequency(loud) - 440) < 5
+        assert len(agent.calls[-1].heard) == 0 and agent.calls[-1].first_onset_at is None
+        assert bridge.stats.frames_in > 50
     finally:
         await bridge.close()
 

@@ -149,23 +149,27 @@ _DECODER_QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
 _DECODER_THREAD_ATTR = "_RTCRtpReceiver__decoder_thread"
 
 
-def replace_decoder(receiver: RTCRtpReceiver) -> InlineDecoder:
-    """The one seam into aiortc's decoding: packets are decoded on the loop by an `InlineDecoder`.
+def replace_decoder(
+    receiver: RTCRtpReceiver, make: Callable[[Callable[[], asyncio.Queue[Any]]], Any] = InlineDecoder
+) -> Any:
+    """The one seam into aiortc's decoding: packets are decoded on the loop by an `InlineDecoder` (or what
+    `make(track_queue)` returns: anything with the same `put`/`put_nowait`/`get`, e.g. the stand-in's
+    reflector, bot/testing/reflect.py).
 
     Must run before the receiver starts (before the connection is up). Raises `AiortcInternalsChanged`
     when aiortc no longer feeds its decoder thread from a `queue.Queue` where this expects it, or when its
     remote tracks no longer queue frames in an `asyncio.Queue` called `_queue`.
     """
     current = getattr(receiver, _DECODER_QUEUE_ATTR, None)
-    if not isinstance(current, queue.Queue | InlineDecoder):
+    if current is None or not hasattr(current, "put"):
         raise AiortcInternalsChanged(f"aiortc's RTCRtpReceiver has no {_DECODER_QUEUE_ATTR} queue any more")
     if not hasattr(receiver, _DECODER_THREAD_ATTR):
         raise AiortcInternalsChanged(f"aiortc's RTCRtpReceiver has no {_DECODER_THREAD_ATTR} any more")
     if getattr(receiver, _DECODER_THREAD_ATTR) is not None:
         raise RuntimeError("the receiver has started: replace its decoder before the connection is up")
     _check_remote_track()
-    if isinstance(current, InlineDecoder):
-        return current
+    if not isinstance(current, queue.Queue):
+        return current  # already replaced
 
     def track_queue() -> asyncio.Queue[Any]:
         frames = getattr(getattr(receiver, "_track", None), "_queue", None)
@@ -173,7 +177,7 @@ def replace_decoder(receiver: RTCRtpReceiver) -> InlineDecoder:
             raise AiortcInternalsChanged("aiortc's RTCRtpReceiver has no _track._queue to hand frames to")
         return frames
 
-    decoder = InlineDecoder(track_queue)
+    decoder = make(track_queue)
     setattr(receiver, _DECODER_QUEUE_ATTR, decoder)
     return decoder
 

@@ -3,7 +3,8 @@
 `POST /webrtc/offer` with `{"agent_id", "offer": {"sdp", "type"}}` and the key in `Authorization` (raw or
 `Bearer <key>`) → `{"answer": {"sdp", "type"}, "session_id"}`; 401 for a wrong key, 404 for an unknown
 agent id, 400 for a malformed body. The agent id picks the behaviour (see `agent_behaviours.plan_for`):
-`echo`, `tone[-<hz>]`, `speak`, `hangup-after-<s>`, `freeze-after-<s>`, `slow-answer[-<s>]`, `fail-500`,
+`echo`, `reflect` (echo without decoding: bot/testing/reflect.py), `tone[-<hz>]`, `speak`,
+`hangup-after-<s>`, `freeze-after-<s>`, `slow-answer[-<s>]`, `fail-500`,
 and modifiers after a `+` (e.g. `tone-660+slow-reconnect-5`: every offer after the first answered 5 s late).
 Each call records what it heard and when (monotonic clock, shared by all processes on the machine):
 `GET /calls` returns the same as JSON for a stand-in running in another process.
@@ -50,6 +51,7 @@ from bot.testing.agent_behaviours import (
     Tone,
     plan_for,
 )
+from bot.testing.reflect import reflect
 from bot.testing.speech import DEFAULT_SENTENCE, speech_pcm
 
 log = logging.getLogger(__name__)
@@ -240,7 +242,7 @@ class StandInAgent:
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
-            if track.kind == "audio":
+            if track.kind == "audio" and plan.kind != "reflect":
                 call.tasks.append(asyncio.create_task(self._listen(call, track, behaviour, out)))
 
         @pc.on("connectionstatechange")
@@ -250,9 +252,12 @@ class StandInAgent:
 
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-            tune_receivers(pc, self.peer_options)
-            pc.addTrack(track_out)
-            tune_senders(pc, self.peer_options)  # Opus in mono on the loop, as the bot sends
+            if plan.kind == "reflect":
+                reflect(pc)  # the bot's packets straight back: nothing decoded, nothing heard
+            else:
+                tune_receivers(pc, self.peer_options)
+                pc.addTrack(track_out)
+                tune_senders(pc, self.peer_options)  # Opus in mono on the loop, as the bot sends
             answer = await pc.createAnswer()
             sdp = await set_local_description(pc, answer, self.peer_options)
         except BaseException:

@@ -82,7 +82,7 @@ class Speak(Behaviour):
 class Plan:
     """What an agent id asks for: a behaviour name and its timing knobs."""
 
-    kind: str  # echo | tone | speak | fail-500
+    kind: str  # echo | reflect | tone | speak | fail-500
     tone_hz: float = 660.0
     hangup_after_s: float | None = None  # close the peer connection (the caller sees BYE / closed)
     freeze_after_s: float | None = None  # stop sending audio but keep the connection up (a stall)
@@ -127,7 +127,7 @@ def _modified(plan: Plan, modifier: str) -> Plan | None:
 
 
 def _base_plan(agent_id: str) -> Plan | None:
-    if agent_id in ("echo", "speak", "fail-500"):
+    if agent_id in ("echo", "reflect", "speak", "fail-500"):
         return Plan(agent_id)
     if agent_id == "tone":
         return Plan("tone")
