@@ -20,12 +20,14 @@ with four 640x360 cameras at 24 fps (quiet machine; 7.0 under load). Why it hold
 - the bot's presence is untouched: its own camera stays off, its microphone, name and participation are
   what they were; a client that sizes its subscriptions to its visible tiles (Meet, Zoom) may only ask for
   less video, which costs the bot less still.
-Kept: **no process or page for what the bot never uses.** Chromium's audio service runs inside the
-browser process and its network service too (two processes fewer, and a thread hop less for every audio
-buffer), and the address bar's suggestion popups are not preloaded as WebUI pages (a renderer of 50-75 MB
-PSS the bot never shows). These two are memory levers: -42 and -45 MB PSS, CPU within the noise (-1.0 and
-+1.5 points), kept for the PSS goal. None of this is visible to a page: where Chromium places a service is
-its own business (it differs between platforms and versions), and the address bar is not part of any page.
+Kept: **no process or page for what the bot never uses.** Chromium's network service runs inside the
+browser process (a process fewer), and the address bar's suggestion popups are not preloaded as WebUI
+pages (a renderer of 50-75 MB PSS the bot never shows). These are memory levers (about -20 and -45 MB PSS,
+CPU within the noise), kept for the PSS goal. None of this is visible to a page: where Chromium places a
+service is its own business (it differs between platforms and versions), and the address bar is not part
+of any page. The audio service stays a process of its own although moving it in saves 21 MB more: when
+PulseAudio dies in a call, the bot ends that process so that Chromium starts a new one on the new daemon
+(bot/page_audio.py); inside the browser process it would keep its dead connection.
 
 Measured and not kept (README): `--in-process-gpu`, `--disable-gpu`, `--disable-gpu-compositing` (this
 Chromium already composites in software), `--disable-gpu-rasterization`, a smaller screen.
@@ -82,7 +84,7 @@ async def hide_remote_video(page: Page) -> CDPSession:
 
 
 # Features the levers turn off and on (see the module's docstring).
-LEAN_DISABLED_FEATURES = ("AudioServiceOutOfProcess", "WebUIOmniboxPopup", "WebUIOmniboxAimPopup")
+LEAN_DISABLED_FEATURES = ("WebUIOmniboxPopup", "WebUIOmniboxAimPopup")
 LEAN_ENABLED_FEATURES = ("NetworkServiceInProcess2",)
 _DISABLE, _ENABLE = "--disable-features=", "--enable-features="
 
