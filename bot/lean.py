@@ -20,17 +20,16 @@ with four 640x360 cameras at 24 fps (quiet machine; 7.0 under load). Why it hold
 - the bot's presence is untouched: its own camera stays off, its microphone, name and participation are
   what they were; a client that sizes its subscriptions to its visible tiles (Meet, Zoom) may only ask for
   less video, which costs the bot less still.
-Kept: **no process or page for what the bot never uses.** Chromium's network service runs inside the
-browser process (a process fewer), and the address bar's suggestion popups are not preloaded as WebUI
-pages (a renderer of 50-75 MB PSS the bot never shows). These are memory levers (about -20 and -45 MB PSS,
-CPU within the noise), kept for the PSS goal. None of this is visible to a page: where Chromium places a
-service is its own business (it differs between platforms and versions), and the address bar is not part
-of any page. The audio service stays a process of its own although moving it in saves 21 MB more: when
-PulseAudio dies in a call, the bot ends that process so that Chromium starts a new one on the new daemon
-(bot/page_audio.py); inside the browser process it would keep its dead connection.
+
+Kept: **no page for what the bot never uses.** The address bar's suggestion popups are not preloaded as
+WebUI pages (a renderer of 45-75 MB PSS the bot never shows; CPU unchanged within the noise). Not visible
+to a page: the address bar is not part of any.
 
 Measured and not kept (README): `--in-process-gpu`, `--disable-gpu`, `--disable-gpu-compositing` (this
-Chromium already composites in software), `--disable-gpu-rasterization`, a smaller screen.
+Chromium already composites in software), `--disable-gpu-rasterization`, a smaller screen; the network
+service in the browser process (-22 MB, but +0.8 points of a core); the audio service in the browser
+process (-21 MB, but when PulseAudio dies in a call the bot ends that process so that Chromium starts a new
+one on the new daemon, bot/page_audio.py: inside the browser it would keep its dead connection).
 
 Chromium honours only the last `--disable-features` (and `--enable-features`) switch, and Playwright passes
 its own: `feature_switches()` merges Playwright's lists (read from its driver, checked by
@@ -85,7 +84,7 @@ async def hide_remote_video(page: Page) -> CDPSession:
 
 # Features the levers turn off and on (see the module's docstring).
 LEAN_DISABLED_FEATURES = ("WebUIOmniboxPopup", "WebUIOmniboxAimPopup")
-LEAN_ENABLED_FEATURES = ("NetworkServiceInProcess2",)
+LEAN_ENABLED_FEATURES: tuple[str, ...] = ()
 _DISABLE, _ENABLE = "--disable-features=", "--enable-features="
 
 
