@@ -82,9 +82,8 @@ async def hide_remote_video(page: Page) -> CDPSession:
     return cdp
 
 
-# Features the levers turn off and on (see the module's docstring).
+# Features the levers turn off (see the module's docstring).
 LEAN_DISABLED_FEATURES = ("WebUIOmniboxPopup", "WebUIOmniboxAimPopup")
-LEAN_ENABLED_FEATURES: tuple[str, ...] = ()
 _DISABLE, _ENABLE = "--disable-features=", "--enable-features="
 
 
@@ -112,12 +111,11 @@ def feature_switches(args: Sequence[str], lean: bool) -> list[str]:
     carries Playwright's own features and, when `lean`, the levers' (Chromium keeps only the last one)."""
     disabled, enabled = playwright_features()
     if not disabled:  # Playwright's list unknown: passing ours would silently drop it
-        log.warning("Playwright's Chromium features not found in its driver: browser levers off for them")
+        log.warning("Playwright's Chromium features not found in its driver: no feature switch of ours")
         return list(args)
     merged: dict[str, list[str]] = {_DISABLE: list(disabled), _ENABLE: list(enabled)}
     if lean:
         merged[_DISABLE] += LEAN_DISABLED_FEATURES
-        merged[_ENABLE] += LEAN_ENABLED_FEATURES
     rest = []
     for arg in args:
         prefix = next((p for p in merged if arg.startswith(p)), None)

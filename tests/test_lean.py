@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.audio import AudioDevices
-from bot.lean import LEAN_DISABLED_FEATURES, LEAN_ENABLED_FEATURES, feature_switches, playwright_features
+from bot.lean import LEAN_DISABLED_FEATURES, feature_switches, playwright_features
 from bot.settings import BrowserSection
 from bot.testing.measure import component, process_tree
 from bot.testing.replica import ReplicaServer
@@ -39,7 +39,7 @@ def test_one_switch_of_each_kind_carries_playwrights_the_levers_and_the_users() 
     assert args[0] == "--lang=en-US" and len(args) == 3
     switches = dict(a.split("=", 1) for a in args[1:])
     assert switches["--disable-features"].split(",") == [*disabled, *LEAN_DISABLED_FEATURES, "Mine"]
-    assert switches["--enable-features"].split(",") == [*enabled, *LEAN_ENABLED_FEATURES, "Yours"]
+    assert switches["--enable-features"].split(",") == [*enabled, "Yours"]
     off = dict(a.split("=", 1) for a in feature_switches([], lean=False))
     assert off["--disable-features"].split(",") == list(disabled)
 
