@@ -120,7 +120,7 @@ async def _converse(
     timeline.spoke_s = len(speech) / (2 * SAMPLE_RATE)
     call = agent.calls[-1]
     await _until("the agent answering", 30, lambda: call.answer_started_at is not None)
-    timeline.agent_heard_at = call.first_onset_at
+    timeline.agent_heard_at = call.first_onset_since(timeline.spoke_at)
     timeline.agent_answered_at = call.answer_started_at
     await asyncio.sleep(2.5)  # the answer travels back and is heard
     start, samples = await person.heard_since(page_start + timeline.spoke_s)

@@ -85,6 +85,17 @@ def agent_heard_hz(agent: StandInAgent, last_s: float) -> float:
     return dominant_frequency(heard[-int(last_s * 96_000) :])
 
 
+def heard_profile(agent: StandInAgent, last_s: float) -> str:
+    """What the agent heard over its last `last_s` seconds of sound, half a second at a time: a failure
+    message that says whether the sound was wrong from the start or went wrong later."""
+    heard = bytes(agent.calls[-1].heard)[-int(last_s * 96_000) :]
+    step = 48_000
+    return " ".join(
+        f"{dominant_frequency(heard[i : i + step]):.0f}Hz@{rms_dbfs(heard[i : i + step]):.0f}dB"
+        for i in range(0, len(heard), step)
+    )
+
+
 def pulseaudio_of(pid: int) -> int:
     """The bot's own PulseAudio daemon among its descendants."""
     for child in descendants(pid):
@@ -130,10 +141,14 @@ async def test_pulseaudio_dies_in_the_call_and_the_audio_comes_back(
         recovered_in = time.monotonic() - lost_at
         after = await tone_back(host)
         heard_hz = agent_heard_hz(agent, 2.0)
+        profile = heard_profile(agent, 10.0)
         run.signal(signal.SIGTERM)
         assert await run.wait(15) == ExitCode.COMPLETED
     assert after is not None and after < TONE_BACK_S, f"the person did not hear the agent again: {after}"
-    assert abs(heard_hz - SAY_HZ) < 15, f"the agent heard {heard_hz:.0f} Hz after the recovery"
+    assert abs(heard_hz - SAY_HZ) < 15, (
+        f"the agent heard {heard_hz:.0f} Hz after the recovery; its last 10 s of sound: {profile}; "
+        f"{recovered}; bot log: {run.stderr_tail()}"
+    )
     assert recovered_in < 10 and recovered["after_s"] < 10, recovered
     assert len(agent.calls) == sessions, "the agent session was replaced: only the audio devices failed"
     kinds = run.kinds()

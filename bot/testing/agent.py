@@ -66,8 +66,14 @@ class CallRecord:
     started_at: float
     heard: bytearray = field(default_factory=bytearray, repr=False)
     first_onset_at: float | None = None  # first heard frame louder than HEARING_DBFS
+    onsets: list[float] = field(default_factory=list, repr=False)  # each quiet → loud change
     answer_started_at: float | None = None  # first non-silent reply frame
     ended_at: float | None = None
+
+    def first_onset_since(self, since: float) -> float | None:
+        """When the agent first heard sound begin at or after `since` (a sound already going on then, e.g.
+        a chime of the meeting, does not count)."""
+        return next((t for t in self.onsets if t >= since), None)
 
     def summary(self) -> dict[str, Any]:
         heard = bytes(self.heard)
@@ -278,6 +284,7 @@ class StandInAgent:
         to_mono = ToMono()
         meter = LevelMeter()
         record = call.record
+        was_loud = False
         while True:
             try:
                 frame = await track.recv()
@@ -289,6 +296,9 @@ class StandInAgent:
             loud = meter.add(heard) > HEARING_DBFS
             if loud and record.first_onset_at is None:
                 record.first_onset_at = now
+            if loud and not was_loud:
+                record.onsets.append(now)
+            was_loud = loud
             reply = behaviour.reply(heard, loud)
             if record.answer_started_at is None and reply != SILENT and reply.strip(b"\x00"):
                 record.answer_started_at = time.monotonic()
