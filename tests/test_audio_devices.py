@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 
+import numpy as np
 import pulsectl
 import pytest
 
@@ -15,6 +16,7 @@ from bot.audio.analysis import dominant_frequency, rms_dbfs, silence, tone
 from bot.audio.devices import PulseDaemon
 from bot.audio.pcm import FrameQueue, PcmFrame
 from bot.audio.streams import wait_for_streams
+from bot.procs import stop_process
 
 pytestmark = pytest.mark.pulse
 
@@ -39,7 +41,7 @@ async def test_devices_exist_at_48k(devices: AudioDevices) -> None:
     b = devices.browser
     out = await _pactl(b.server, "list", "short", "sinks")
     sinks = {line.split()[1]: line for line in out.splitlines()}
-    assert "s16le 2ch 48000Hz" in sinks[devices.names.meeting_sink]
+    assert "float32le 2ch 48000Hz" in sinks[devices.names.meeting_sink]  # Chromium's own format
     assert "s16le 1ch 48000Hz" in sinks[devices.names.agent_sink]
     out = await _pactl(b.server, "list", "short", "sources")
     assert any(line.split()[1] == b.source and "48000Hz" in line for line in out.splitlines())
@@ -84,6 +86,49 @@ async def test_meeting_sink_tone_is_captured_and_mic_hears_only_agent(
     finally:
         for part in (into_meeting, mic):
             await part.close()
+        await streams.close()
+
+
+async def test_a_browser_player_arriving_while_the_meeting_sink_sleeps_is_heard_at_its_pitch(
+    devices: AudioDevices,
+) -> None:
+    """Chromium plays float32le stereo, and opens its output when a call's audio starts or after PulseAudio
+    came back: possibly while the meeting sink is suspended (asleep, or being reclocked) and our capture
+    already records its monitor. PulseAudio 16 with `avoid-resampling` then reconfigured the sink to
+    float32le and left its monitor at s16le: the capture read float samples as s16, a full-scale buzz at
+    half the pitch. The capture must hear the tone."""
+    b = devices.browser
+    streams = await devices.open_streams()
+    await _pactl(b.server, "suspend-sink", b.sink, "1")
+    player = await asyncio.create_subprocess_exec(
+        "pacat", "--playback", f"--server={b.server}", f"--device={b.sink}", "--raw", "--format=float32le",
+        "--rate=48000", "--channels=2", "--latency-msec=20", "--client-name=browser-like",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert player.stdin is not None
+    try:
+        await wait_for_streams(b.server, (player.pid,))
+        await _pactl(b.server, "suspend-sink", b.sink, "0")
+        mono = np.frombuffer(tone(440, 2.0), dtype="<i2").astype("<f4") / 32768
+        player.stdin.write(np.repeat(mono, 2).tobytes())  # the same sound on both channels
+        await asyncio.sleep(0.5)
+        streams.source.discard_backlog()
+        heard = await _record(streams.source, 0.6)
+        sinks = {
+            line.split()[1]: line.split()[3]
+            for line in (await _pactl(b.server, "list", "short", "sinks")).splitlines()
+        }
+        specs = {
+            line.split()[1]: line.split()[3]
+            for line in (await _pactl(b.server, "list", "short", "sources")).splitlines()
+        }
+        assert abs(dominant_frequency(heard) - 440) < 5 and -12 < rms_dbfs(heard) < -6, (
+            f"{dominant_frequency(heard):.0f} Hz at {rms_dbfs(heard):.1f} dBFS; sources: {specs}"
+        )
+        assert specs[devices.meeting_monitor] == sinks[b.sink], (specs, sinks)
+    finally:
+        player.stdin.close()
+        await stop_process(player)
         await streams.close()
 
 

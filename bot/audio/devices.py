@@ -31,13 +31,21 @@ from bot.procs import die_with_parent, stop_process
 
 log = logging.getLogger(__name__)
 
+# No `avoid-resampling`: with it, PulseAudio 16 reconfigures an idle null sink to the sample spec of the
+# first stream that plays into it (Chromium's float32le), and when our `parec` was already recording the
+# monitor, the monitor kept s16le: the sink's float samples were then read as s16, and the agent heard a
+# full-scale buzz at half the pitch (found after a PulseAudio restart and at call start, 1-2 % of calls).
+# Every stream here runs at 48 kHz, so there is nothing to avoid.
 DAEMON_CONF = """\
 default-sample-rate = 48000
 alternate-sample-rate = 48000
-avoid-resampling = yes
 exit-idle-time = -1
 flat-volumes = no
 """
+
+# The meeting sink takes Chromium's output as Chromium writes it (float32le stereo), so it is never
+# reconfigured for it, on a daemon of ours or on a shared server that avoids resampling.
+MEETING_SINK_FORMAT = "float32le"
 
 _START_TIMEOUT_S = 10.0
 
@@ -367,7 +375,7 @@ class AudioDevices:
         specs = [
             (
                 "module-null-sink",
-                f"sink_name={n.meeting_sink} rate=48000 channels=2 "
+                f"sink_name={n.meeting_sink} format={MEETING_SINK_FORMAT} rate=48000 channels=2 "
                 f"sink_properties=device.description={n.meeting_sink}",
             ),
             (
