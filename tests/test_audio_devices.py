@@ -36,6 +36,12 @@ async def _pactl(server: str, *args: str) -> str:
     return out.decode()
 
 
+async def _formats(server: str, kind: str) -> dict[str, str]:
+    """Sample format of each of the server's `kind` ("sinks" or "sources"), by name."""
+    out = await _pactl(server, "list", "short", kind)
+    return {line.split()[1]: line.split()[3] for line in out.splitlines()}
+
+
 async def test_devices_exist_at_48k(devices: AudioDevices) -> None:
     # pactl's own listing: pulsectl's sample_spec structs can be read after libpulse freed them.
     b = devices.browser
@@ -114,14 +120,7 @@ async def test_a_browser_player_arriving_while_the_meeting_sink_sleeps_is_heard_
         await asyncio.sleep(0.5)
         streams.source.discard_backlog()
         heard = await _record(streams.source, 0.6)
-        sinks = {
-            line.split()[1]: line.split()[3]
-            for line in (await _pactl(b.server, "list", "short", "sinks")).splitlines()
-        }
-        specs = {
-            line.split()[1]: line.split()[3]
-            for line in (await _pactl(b.server, "list", "short", "sources")).splitlines()
-        }
+        sinks, specs = await _formats(b.server, "sinks"), await _formats(b.server, "sources")
         assert abs(dominant_frequency(heard) - 440) < 5 and -12 < rms_dbfs(heard) < -6, (
             f"{dominant_frequency(heard):.0f} Hz at {rms_dbfs(heard):.1f} dBFS; sources: {specs}"
         )

@@ -65,10 +65,14 @@ class CallRecord:
     session_id: str
     started_at: float
     heard: bytearray = field(default_factory=bytearray, repr=False)
-    first_onset_at: float | None = None  # first heard frame louder than HEARING_DBFS
-    onsets: list[float] = field(default_factory=list, repr=False)  # each quiet → loud change
+    onsets: list[float] = field(default_factory=list, repr=False)  # each quiet → loud (HEARING_DBFS) change
     answer_started_at: float | None = None  # first non-silent reply frame
     ended_at: float | None = None
+
+    @property
+    def first_onset_at(self) -> float | None:
+        """The first heard frame louder than HEARING_DBFS."""
+        return self.onsets[0] if self.onsets else None
 
     def first_onset_since(self, since: float) -> float | None:
         """When the agent first heard sound begin at or after `since` (a sound already going on then, e.g.
@@ -294,8 +298,6 @@ class StandInAgent:
             heard = to_mono.convert(frame)
             record.heard += heard
             loud = meter.add(heard) > HEARING_DBFS
-            if loud and record.first_onset_at is None:
-                record.first_onset_at = now
             if loud and not was_loud:
                 record.onsets.append(now)
             was_loud = loud
