@@ -91,6 +91,12 @@ def pss_kb(pid: int) -> int:
     return total
 
 
+def environ(pid: int) -> dict[str, str]:
+    """The environment a process started with."""
+    items = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
+    return dict(item.split("=", 1) for item in items if "=" in item)
+
+
 def children(pid: int) -> list[int]:
     """The direct children of a process's main thread (/proc/<pid>/task/<pid>/children), zombies included;
     [] when there is no such file (the process is gone, or the kernel does not offer it)."""

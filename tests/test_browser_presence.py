@@ -16,6 +16,7 @@ from bot.browser import BotBrowser
 from bot.display import VirtualDisplay
 from bot.input import PlaywrightHands
 from bot.input.xtest import XTestHands
+from bot.procs import environ
 from bot.settings import BrowserSection
 from bot.testing.replica import ReplicaServer
 from tests.test_presence_join import tree_digest
@@ -39,12 +40,7 @@ def chromium_major() -> str:
 
 def process_facts(pid: int) -> tuple[list[str], dict[str, str]]:
     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-    environ = dict(
-        item.split("=", 1)
-        for item in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
-        if "=" in item
-    )
-    return cmdline, environ
+    return cmdline, environ(pid)
 
 
 async def test_signals_read_inside_a_page_do_not_mark_the_default_browser_as_automated(
@@ -83,7 +79,7 @@ async def test_a_real_run_has_no_test_only_or_automation_switches(
     try:
         await browser.start(bot_audio.browser)
         assert browser.pid is not None
-        cmdline, environ = process_facts(browser.pid)
+        cmdline, env = process_facts(browser.pid)
         hands = browser.hands
         own = browser.display
         expected_display = own.name if own is not None else None
@@ -94,8 +90,8 @@ async def test_a_real_run_has_no_test_only_or_automation_switches(
     assert "--enable-automation" not in cmdline
     assert "--disable-blink-features=AutomationControlled" in cmdline
     assert ("--headless" in flags) == (display == "headless")
-    assert environ.get("DISPLAY") == expected_display
-    assert "WAYLAND_DISPLAY" not in environ
+    assert env.get("DISPLAY") == expected_display
+    assert "WAYLAND_DISPLAY" not in env
     assert isinstance(hands, XTestHands if display == "xvfb" else PlaywrightHands)
 
 

@@ -18,8 +18,10 @@ import pytest
 
 from bot.audio.analysis import dominant_frequency, rms_dbfs
 from bot.exit_codes import ExitCode
-from bot.procs import descendants
+from bot.lean import LEAN_NODE_OPTIONS
+from bot.procs import descendants, environ
 from bot.testing.agent import StandInAgent
+from bot.testing.measure import component
 from bot.testing.participant import Participant, to_pcm
 from bot.testing.replica.meet_pages import MeetClientOptions, MeetPages
 from bot.testing.replica.server import ReplicaServer
@@ -253,6 +255,29 @@ def chromium_of(pid: int) -> int:
         if b"chromium" in argv[0] and not any(a.startswith(b"--type=") for a in argv):
             return child
     raise AssertionError(f"no Chromium under {pid}")
+
+
+async def test_a_bot_in_a_call_runs_the_lean_levers(replica: ReplicaServer, agent: StandInAgent) -> None:
+    """What `join` starts with the default `browser.lean`: one page renderer (no spare renderer, no WebUI
+    page) and Playwright's driver with its small young generation (bot.lean)."""
+    mid, url = new_meeting("meet")
+    host = await person(replica, "meet", mid)
+    run = await JoinRun(url, "echo", replica_env(replica, agent)).start()
+    try:
+        await in_call(run)
+        await asyncio.sleep(2.0)  # Chromium starts a spare renderer once a navigation has settled
+        tree = descendants(run.pid)
+        kinds = [component(pid) for pid in tree]
+        drivers = [pid for pid in tree if component(pid) == "Playwright driver (node)"]
+        driver_env = environ(drivers[0])
+        run.signal(signal.SIGTERM)
+        assert await run.wait(15) == ExitCode.COMPLETED
+    finally:
+        await run.close()
+        await host.close()
+    assert kinds.count("chromium page (renderer)") == 1 and "chromium WebUI renderer" not in kinds, kinds
+    assert len(drivers) == 1
+    assert LEAN_NODE_OPTIONS in driver_env.get("NODE_OPTIONS", "").split(), driver_env.get("NODE_OPTIONS")
 
 
 async def test_browser_crash_in_the_call_is_reported_and_cleaned_up(

@@ -1,5 +1,6 @@
 """The browser levers' process switches (bot.lean): one feature switch of each kind that keeps Playwright's
-own features, and a real lean Chromium playing sound with no WebUI page for the address bar."""
+own features, a real lean Chromium playing sound with no WebUI page for the address bar and no spare
+renderer, and the lean options for Playwright's driver."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from bot.audio import AudioDevices
-from bot.lean import LEAN_DISABLED_FEATURES, feature_switches, playwright_features
+from bot.lean import (
+    LEAN_DISABLED_FEATURES,
+    LEAN_NODE_OPTIONS,
+    feature_switches,
+    lean_driver_environ,
+    playwright_features,
+)
 from bot.settings import BrowserSection
 from bot.testing.measure import component, process_tree
 from bot.testing.replica import ReplicaServer
@@ -55,7 +62,7 @@ def disabled_features(pid: int) -> set[str]:
 @pytest.mark.browser
 @pytest.mark.pulse
 @pytest.mark.parametrize("lean", [True, False])
-async def test_a_lean_browser_plays_sound_with_its_audio_service_and_no_webui_page(
+async def test_a_lean_browser_plays_sound_with_its_audio_service_and_no_webui_or_spare_page(
     replica: ReplicaServer, devices: AudioDevices, tmp_path: Path, lean: bool
 ) -> None:
     async with replica_browser(replica, devices, tmp_path, BrowserSection(lean=lean)) as browser:
@@ -66,9 +73,23 @@ async def test_a_lean_browser_plays_sound_with_its_audio_service_and_no_webui_pa
         tree = process_tree(browser.pid)
         kinds = {component(pid) for pid in tree}
         assert ("chromium WebUI renderer" in kinds) is not lean, kinds
+        # Without the levers Chromium keeps an idle spare renderer beside the page's for the whole call.
+        renderers = [pid for pid in tree if component(pid) == "chromium page (renderer)"]
+        assert len(renderers) == (1 if lean else 2), renderers
         # The audio service stays a process of its own: bot.page_audio restarts it after PulseAudio dies.
         assert "chromium audio" in kinds, kinds
         renderer = next(pid for pid in tree if component(pid) == "chromium page (renderer)")
         disabled = disabled_features(renderer)
         assert set(playwright_features()[0]) <= disabled  # Playwright's kept
         assert ("WebUIOmniboxPopup" in disabled) is lean
+
+
+def test_the_drivers_lean_options_go_in_front_of_the_users() -> None:
+    environ = {"NODE_OPTIONS": "--max-semi-space-size=4"}
+    lean_driver_environ(environ)
+    assert environ["NODE_OPTIONS"] == f"{LEAN_NODE_OPTIONS} --max-semi-space-size=4"  # node: the last wins
+    lean_driver_environ(environ)
+    assert environ["NODE_OPTIONS"].split().count(LEAN_NODE_OPTIONS) == 1
+    fresh: dict[str, str] = {}
+    lean_driver_environ(fresh)
+    assert fresh == {"NODE_OPTIONS": LEAN_NODE_OPTIONS}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from bot.agent.millis import MillisConfig, MillisEndpoint
 from bot.events import EventBus, JsonLinesPrinter, TerminalPrinter
 from bot.exit_codes import ExitCode
+from bot.lean import lean_driver_environ
 from bot.platforms.urls import InvalidMeetingUrl, MeetingUrl, parse_meeting_url
 from bot.session_config import SessionConfig, millis_config
 from bot.settings import REGIONS, Settings, SettingsError, load_settings, parse_pairs
@@ -96,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
             raise SettingsError(f"--metrics-port must be between 1 and 65535 (got {port})")
         host = getattr(args, "metrics_host", "127.0.0.1")
         metrics = _serve_metrics(host, port) if port is not None else None
+        if settings.browser.lean:
+            lean_driver_environ(os.environ)  # the driver reads its options only from here (bot.lean)
     except (SettingsError, InvalidMeetingUrl, ValueError, OSError) as e:
         print(f"meeting-bot join: {e}", file=sys.stderr)
         return ExitCode.USAGE
