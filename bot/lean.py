@@ -31,9 +31,10 @@ opens one site and stays. Without it, a navigation to a new site starts its rend
 redirects, once, before the call). Not visible to a page: it is a process no page runs in.
 
 Kept, for memory: **a small young generation in Playwright's driver** (node, `--max-semi-space-size=1`:
--12 MB PSS at start, -23.5 MB in a call; no CPU seen: it relays a few DevTools messages a second). The driver takes its options only from
-the environment of the process that starts it, so `lean_driver_environ` sets them in the bot's own (`join`,
-before any browser starts); a user's own NODE_OPTIONS come after ours and win.
+-12 MB PSS at start, -23.5 MB in a call; no CPU seen: it relays a few DevTools messages a second). The
+driver takes its options only from the environment of the process that starts it, so
+`lean_driver_environ` sets them in the bot's own (`join`, before any browser starts); a user's own
+NODE_OPTIONS come after ours and win.
 
 Measured and not kept (README): `--in-process-gpu`, `--disable-gpu`, `--disable-gpu-compositing` (this
 Chromium already composites in software), `--disable-gpu-rasterization`, a smaller screen; the network

@@ -266,10 +266,10 @@ async def test_a_bot_in_a_call_runs_the_lean_levers(replica: ReplicaServer, agen
     try:
         await in_call(run)
         await asyncio.sleep(2.0)  # Chromium starts a spare renderer once a navigation has settled
-        tree = descendants(run.pid)
-        kinds = [component(pid) for pid in tree]
-        drivers = [pid for pid in tree if component(pid) == "Playwright driver (node)"]
-        driver_env = environ(drivers[0])
+        kind_of = {pid: component(pid) for pid in descendants(run.pid)}
+        kinds = list(kind_of.values())
+        drivers = [pid for pid, kind in kind_of.items() if kind == "Playwright driver (node)"]
+        driver_env = environ(drivers[0]) if drivers else {}
         run.signal(signal.SIGTERM)
         assert await run.wait(15) == ExitCode.COMPLETED
     finally:
