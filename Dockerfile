@@ -1,5 +1,5 @@
 # meeting-bot: Debian's Chromium and PulseAudio, the bot in a virtual environment, run as a non-root user
-# under tini. Build: docker build -t meeting-bot .   Run: see "Container" in README.md.
+# under tini. Build: docker build -t meeting-bot .   Run: see docs/container.md.
 
 # --- Stage 1: the virtual environment (pip, binutils and caches stay in this stage) ---
 FROM debian:bookworm-slim AS venv

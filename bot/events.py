@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from typing import Any, ClassVar, TextIO
 
-from bot.platforms.base import EndReason
+from bot.outcome import EndedBy, EndReason
 
 
 class EventKind(StrEnum):
@@ -37,15 +37,6 @@ class EventKind(StrEnum):
     ENDED = "ended"
     FAILED = "failed"
     SUMMARY = "summary"
-
-
-class EndedBy(StrEnum):
-    """Who ended the bot's time in the call (`ended.by`, `summary.ended_by`)."""
-
-    MEETING = "meeting"  # the platform: host ended it, the bot was removed, the call ended
-    BOT = "bot"  # the bot's own rules (alone, max duration) or a failure
-    USER = "user"  # told to leave: a signal, the API, a cancel
-    AGENT = "agent"  # the agent could not be kept connected
 
 
 class EventFormatError(ValueError):

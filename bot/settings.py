@@ -7,7 +7,7 @@ only). An empty environment variable counts as unset, except for a list or a tab
 reach a repr, a log line or a stored file.
 
 The defaults here are the only ones (config/bot.toml shows them in comments; the join and call policies
-take theirs from `CallSection`); `bot.session_config` turns settings into each part's options. The
+take theirs from `CallSection`); `bot.call.config` turns settings into each part's options. The
 vocabularies the settings accept (regions, jitter buffers) are listed here once, for the flags, the API
 and the parts alike.
 """
@@ -91,8 +91,8 @@ class BrowserSection:
     host_resolver_rules: str = ""
     trusted_cert_spki: str = ""
     allow_loopback_webrtc: bool = False
-    # The browser levers (bot.lean): what Chromium leaves undone because the bot never looks at video
-    # (remote video is not drawn), without changing what the platform sees of its sound or presence.
+    # The browser levers (bot.browser.levers): what Chromium leaves undone because the bot never looks at
+    # video (remote video is not drawn), without changing what the platform sees of its sound or presence.
     lean: bool = True
     extra_args: list[str] = field(default_factory=list)
 
@@ -323,9 +323,9 @@ def _load_key(settings: Settings, env: Mapping[str, str]) -> None:
 
 
 def _validate_browser(b: BrowserSection) -> None:
-    from bot.display import ScreenSize
-    from bot.presence import DISPLAY_MODES
-    from bot.profile import ProfileError, check_profile
+    from bot.browser.display import ScreenSize
+    from bot.browser.launch_options import DISPLAY_MODES
+    from bot.browser.profile import ProfileError, check_profile
 
     if b.display not in DISPLAY_MODES:
         raise SettingsError(

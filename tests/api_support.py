@@ -10,8 +10,8 @@ import httpx
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.api import create_app, listen_socket
-from bot.scheduler import BotService
+from bot.service.api import create_app, listen_socket
+from bot.service.scheduler import BotService
 from tests.scheduler_support import wait_for
 
 TOKEN = "test-token-0123456789abcdef"

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from bot.procs import descendants
+from bot.system.processes import descendants
 from bot.testing.postgres import pg_bin
 from tests.bridge_support import KEY
 from tests.netns import Host, VirtualNetwork

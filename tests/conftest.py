@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.audio import AudioDevices
-from bot.procs import descendants
+from bot.system.processes import descendants
 from bot.testing.agent import StandInAgent
 from tests.bridge_support import KEY
 from tests.cluster_support import kept_processes

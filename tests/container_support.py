@@ -22,15 +22,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.procs import descendants
+from bot.system.processes import descendants
 
 ROOT = Path(__file__).resolve().parent.parent
 STORAGE_DRIVER = os.environ.get("BUILDAH_STORAGE_DRIVER", "vfs")
 BUILDAH = ["buildah", "--storage-driver", STORAGE_DRIVER]
 HOST_CA = Path(os.environ.get("PIP_CERT") or "/etc/ssl/certs/ca-certificates.crt")
 
-# The floor: the same base with only Debian's chromium, pulseaudio and xvfb (issue 6's size reference;
-# xvfb since issue 10, where bots run headful on their own X display).
+# The floor: the same base with only Debian's chromium, pulseaudio and xvfb (the size goal's reference;
+# xvfb since bots run headful on their own X display).
 FLOOR_CONTAINERFILE = """\
 FROM debian:bookworm-slim
 RUN apt-get update \\

@@ -29,8 +29,7 @@ from bot.events import (
     Stats,
     Summary,
 )
-from bot.exit_codes import ExitCode, exit_code_for
-from bot.platforms.base import EndReason, FailureCode
+from bot.outcome import EndReason, ExitCode, FailureCode, exit_code_for
 from bot.platforms.urls import InvalidMeetingUrl, parse_meeting_url
 
 emit: JsonLinesPrinter = JsonLinesPrinter(sys.stdout)

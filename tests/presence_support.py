@@ -1,4 +1,5 @@
-"""A Chromium launched the way the bot presents itself (bot.presence), for tests of hands and entry checks
+"""A Chromium launched the way the bot presents itself (bot.browser.launch_options), for tests of hands and
+entry checks
 that do not need the bot's audio devices."""
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from pathlib import Path
 
 from playwright.async_api import Page, async_playwright
 
-from bot.display import ScreenSize, VirtualDisplay
-from bot.presence import chromium_env, launch_options, presence_args
+from bot.browser.display import ScreenSize, VirtualDisplay
+from bot.browser.launch_options import chromium_env, launch_options, presence_args
 
 
 @contextlib.asynccontextmanager

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from bot.audio import AudioDevices
-from bot.browser import BotBrowser
+from bot.browser.launch import BotBrowser
 from bot.settings import BrowserSection
 from bot.testing.participant import Participant
 from bot.testing.replica import ReplicaServer

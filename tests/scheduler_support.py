@@ -14,10 +14,10 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
-from bot.bot_request import BotRequest, validate_request
-from bot.launcher import LocalProcessLauncher
-from bot.scheduler import BotService, SchedulerConfig
-from bot.store import BotRecord, BotState
+from bot.service.bot_request import BotRequest, validate_request
+from bot.service.launchers import LocalProcessLauncher
+from bot.service.scheduler import BotService, SchedulerConfig
+from bot.service.store import BotRecord, BotState
 
 FAKE_JOIN = Path(__file__).with_name("fake_join.py")
 MEET_URL = "https://meet.google.com/abc-defg-hij"

@@ -237,7 +237,7 @@ async def test_audio_flows_both_ways_through_the_seams(theirs: str, monkeypatch:
 
 
 def test_codecs_option_is_validated_and_read_from_settings() -> None:
-    from bot.session_config import peer_options
+    from bot.call.config import peer_options
     from bot.settings import SettingsError, load_settings
 
     with pytest.raises(ValueError, match="codecs"):

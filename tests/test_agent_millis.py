@@ -222,7 +222,7 @@ async def test_key_never_logged_even_when_echoed_back(
 
 def test_settings_and_options_never_show_the_key() -> None:
     from bot.bridge import BridgeOptions
-    from bot.session_config import millis_config
+    from bot.call.config import millis_config
     from bot.settings import load_settings
 
     settings = load_settings(env={"MILLIS_PRIVATE_KEY": KEY, "BOT_AGENT_AGENT_ID": "a1"})

@@ -13,9 +13,9 @@ import httpx
 import pytest
 import uvicorn
 
-from bot.api import create_app, listen_socket
-from bot.outbox import WebhookOptions
-from bot.scheduler import BotService, SchedulerConfig
+from bot.service.api import create_app, listen_socket
+from bot.service.outbox import WebhookOptions
+from bot.service.scheduler import BotService, SchedulerConfig
 from tests.scheduler_support import MEET_URL, fake_launcher, wait_for
 
 TOKEN = "test-token-0123456789abcdef"

@@ -16,7 +16,7 @@ from bot.audio.analysis import dominant_frequency, rms_dbfs, silence, tone
 from bot.audio.devices import PulseDaemon
 from bot.audio.pcm import FrameQueue, PcmFrame
 from bot.audio.streams import wait_for_streams
-from bot.procs import stop_process
+from bot.system.processes import stop_process
 
 pytestmark = pytest.mark.pulse
 

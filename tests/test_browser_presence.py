@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from bot.audio import AudioDevices
-from bot.browser import BotBrowser
-from bot.display import VirtualDisplay
-from bot.input import PlaywrightHands
-from bot.input.xtest import XTestHands
-from bot.procs import environ
+from bot.browser.display import VirtualDisplay
+from bot.browser.input import PlaywrightHands
+from bot.browser.input.xtest import XTestHands
+from bot.browser.launch import BotBrowser
 from bot.settings import BrowserSection
+from bot.system.processes import environ
 from bot.testing.replica import ReplicaServer
 from tests.test_presence_join import tree_digest
 from tests.test_profile import login_profile
@@ -46,7 +46,7 @@ def process_facts(pid: int) -> tuple[list[str], dict[str, str]]:
 async def test_signals_read_inside_a_page_do_not_mark_the_default_browser_as_automated(
     bot_browser: BotBrowser,
 ):
-    """Point 2 of issue 10, from inside a page on the replica (its entry check reads them as detection
+    """The automation signals, from inside a page on the replica (its entry check reads them as detection
     scripts do). Software WebGL is the one exception: no GPU here, as on any server."""
     assert bot_browser.settings.display == "xvfb", "the default"
     page = bot_browser.page

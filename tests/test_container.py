@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.procs import descendants
+from bot.system.processes import descendants
 from tests.container_support import (
     FLOOR_CONTAINERFILE,
     ROOT,
@@ -47,7 +47,7 @@ from tests.container_support import (
 
 IMAGE = "localhost/meeting-bot:test"
 FLOOR = "localhost/meeting-bot-floor:test"
-SIZE_GOAL_BYTES = 400 * 10**6  # issue 6: at most 400 MB more than the floor
+SIZE_GOAL_BYTES = 400 * 10**6  # the goal: at most 400 MB more than the floor
 BUILD_TIMEOUT_S = 1500  # whichever container test runs first builds both images in its setup
 ENTRYPOINT = ROOT / "scripts" / "entrypoint"
 TOKEN = "container-test-token-0123456789"  # a test-only service token, not a secret

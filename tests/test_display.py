@@ -12,8 +12,8 @@ import pytest
 from Xlib import display as xdisplay
 from Xlib import error as xerror
 
-from bot.display import DisplayError, ScreenSize, VirtualDisplay, xauthority
-from bot.janitor import Janitor
+from bot.browser.display import DisplayError, ScreenSize, VirtualDisplay, xauthority
+from bot.system.temp_dirs import Janitor
 
 
 def gone(*paths: Path) -> bool:
@@ -89,7 +89,7 @@ async def test_missing_xvfb_is_a_clear_error(monkeypatch: pytest.MonkeyPatch):
 
 _CHILD = """
 import asyncio, sys
-from bot.display import VirtualDisplay
+from bot.browser.display import VirtualDisplay
 async def main():
     d = await VirtualDisplay().start()
     print(d.number, d.pid, d.auth_file.parent, flush=True)

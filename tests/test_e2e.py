@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from bot.audio.analysis import dominant_frequency, rms_dbfs
-from bot.exit_codes import ExitCode
-from bot.lean import LEAN_NODE_OPTIONS
-from bot.procs import descendants, environ
+from bot.browser.levers import LEAN_NODE_OPTIONS
+from bot.outcome import ExitCode
+from bot.system.processes import descendants, environ
 from bot.testing.agent import StandInAgent
 from bot.testing.measure import component
 from bot.testing.participant import Participant, to_pcm
@@ -259,7 +259,7 @@ def chromium_of(pid: int) -> int:
 
 async def test_a_bot_in_a_call_runs_the_lean_levers(replica: ReplicaServer, agent: StandInAgent) -> None:
     """What `join` starts with the default `browser.lean`: one page renderer (no spare renderer, no WebUI
-    page) and Playwright's driver with its small young generation (bot.lean)."""
+    page) and Playwright's driver with its small young generation (bot.browser.levers)."""
     mid, url = new_meeting("meet")
     host = await person(replica, "meet", mid)
     run = await JoinRun(url, "echo", replica_env(replica, agent)).start()

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page
 
-from bot.display import VirtualDisplay
-from bot.input import Hands, PlaywrightHands
-from bot.input.xtest import XTestHands
+from bot.browser.display import VirtualDisplay
+from bot.browser.input import Hands, PlaywrightHands
+from bot.browser.input.xtest import XTestHands
 from bot.testing.replica import ReplicaServer
 from tests.presence_support import chromium_on
 

@@ -33,8 +33,16 @@ from bot.events import (
     TerminalPrinter,
     parse_event,
 )
-from bot.exit_codes import JOIN_FAILURE_EXIT, ExitCode, agent_failure_exit, exit_code_for
-from bot.platforms.base import EndReason, FailureCode
+from bot.outcome import (
+    AGENT_FAILURE_EXIT,
+    JOIN_FAILURE_EXIT,
+    AgentFailureCode,
+    EndReason,
+    ExitCode,
+    FailureCode,
+    RunFailureCode,
+    exit_code_for,
+)
 
 AT = dt.datetime(2026, 11, 24, 10, 2, 31, 200000, tzinfo=dt.UTC)
 HEAD = ["event", "at", "id"]
@@ -212,9 +220,16 @@ def _subclasses(cls: type[AgentError]) -> set[type[AgentError]]:
 
 def test_exit_codes_cover_every_failure_code_and_agent_error_type() -> None:
     assert set(JOIN_FAILURE_EXIT) == set(FailureCode)
-    assert set(agent_failure_exit()) == _subclasses(AgentError)
+    assert set(AGENT_FAILURE_EXIT) == set(AgentFailureCode)
+    # Every agent error class has a code of its own, so each maps to its documented exit code.
+    codes = [cls.code for cls in _subclasses(AgentError)]
+    assert sorted(codes) == sorted(set(AgentFailureCode))
     for cls in _subclasses(AgentError):
-        assert exit_code_for(cls("m")) is agent_failure_exit()[cls]
+        assert exit_code_for(cls("m").code) is AGENT_FAILURE_EXIT[cls.code]
+    for run_failure in RunFailureCode:
+        assert exit_code_for(run_failure) is ExitCode.CRASHED
+    assert ExitCode.failure_name(13) == "not_found"
+    assert ExitCode.failure_name(-9) == ExitCode.failure_name(99) == "crashed"
 
 
 def test_exit_codes_are_the_documented_numbers() -> None:
@@ -226,12 +241,12 @@ def test_exit_codes_are_the_documented_numbers() -> None:
     assert exit_code_for(FailureCode.BROWSER_CRASHED) == 30
     assert exit_code_for(FailureCode.INVALID_URL) is ExitCode.USAGE
     assert int(ExitCode.USAGE) == 2
-    assert exit_code_for(AgentAuthError("m")) == 20
-    assert exit_code_for(AgentNotFound("m")) == 21
+    assert exit_code_for(AgentAuthError("m").code) == 20
+    assert exit_code_for(AgentNotFound("m").code) == 21
     for cls in (AgentUnavailable, AgentTimeout, AgentBadAnswer):
-        assert exit_code_for(cls("m")) == 22
+        assert exit_code_for(cls("m").code) == 22
 
     class NewAgentError(AgentNotFound):
         pass
 
-    assert exit_code_for(NewAgentError("m")) == 21  # a new subclass inherits its parent's code
+    assert exit_code_for(NewAgentError("m").code) == 21  # a new subclass inherits its parent's code

@@ -24,11 +24,11 @@ import pytest
 
 from bot.aio import cancel_and_wait
 from bot.audio.analysis import dominant_frequency, rms_dbfs
-from bot.bot_request import BotRequest
-from bot.exit_codes import ExitCode
-from bot.launcher import LocalBotHandle, LocalProcessLauncher
-from bot.procs import descendants, read_stat
-from bot.scheduler import BotService, SchedulerConfig
+from bot.outcome import ExitCode
+from bot.service.bot_request import BotRequest
+from bot.service.launchers import LocalBotHandle, LocalProcessLauncher
+from bot.service.scheduler import BotService, SchedulerConfig
+from bot.system.processes import descendants, read_stat
 from bot.testing.agent import StandInAgent
 from bot.testing.participant import Participant, to_pcm
 from bot.testing.postgres import PostgresServer
@@ -45,8 +45,8 @@ pytestmark = [pytest.mark.pulse, pytest.mark.browser, pytest.mark.slow]
 
 SAY_HZ, REPLY_HZ = 440.0, 660.0
 # The person hears the agent's answer this soon after starting to speak. The round trip is about 0.3 s on
-# a quiet machine (README, bench-e2e) and reached 1.5-2.2 s on this 2-core VM while other suites kept both
-# cores busy (scripts/soak, README); the tone detector needs 100 ms of the answer.
+# a quiet machine (docs/benchmarks.md, bench-e2e) and reached 1.5-2.2 s on this 2-core VM while other suites
+# kept both cores busy (scripts/soak, docs/benchmarks.md); the tone detector needs 100 ms of the answer.
 TONE_BACK_S = 3.0
 TONE_S = 4.0
 # The agent's audio is back this soon after a broken network path is restored: a reconnect attempt made

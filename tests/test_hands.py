@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from bot.display import ScreenSize, VirtualDisplay
-from bot.input import InputError, PlaywrightHands
-from bot.input.xtest import XTestHands
+from bot.browser.display import ScreenSize, VirtualDisplay
+from bot.browser.input import InputError, PlaywrightHands
+from bot.browser.input.xtest import XTestHands
 from tests.presence_support import chromium_on
 
 pytestmark = [pytest.mark.browser]

@@ -1,5 +1,6 @@
-"""The browser levers' process switches (bot.lean): one feature switch of each kind that keeps Playwright's
-own features, a real lean Chromium playing sound with no WebUI page for the address bar and no spare
+"""The browser levers' process switches (bot.browser.levers): one feature switch of each kind that keeps
+Playwright's own features, a real lean Chromium playing sound with no WebUI page for the address bar and no
+spare
 renderer, and the lean options for Playwright's driver."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.audio import AudioDevices
-from bot.lean import (
+from bot.browser.levers import (
     LEAN_DISABLED_FEATURES,
     LEAN_NODE_OPTIONS,
     feature_switches,
@@ -81,7 +82,8 @@ async def test_a_lean_browser_plays_sound_with_its_audio_service_and_no_webui_or
         assert len(renderers) == (1 if lean else 2), renderers
         kinds = {component(pid) for pid in tree}
         assert ("chromium WebUI renderer" in kinds) is not lean, kinds
-        # The audio service stays a process of its own: bot.page_audio restarts it after PulseAudio dies.
+        # The audio service stays a process of its own: bot.browser.audio_rebind restarts it after PulseAudio
+        # dies.
         assert "chromium audio" in kinds, kinds
         disabled = disabled_features(renderers[0])
         assert set(playwright_features()[0]) <= disabled  # Playwright's kept

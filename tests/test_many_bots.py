@@ -16,10 +16,10 @@ import pytest
 
 from bot.audio.analysis import dominant_frequency
 from bot.audio.pcm import SAMPLE_RATE
-from bot.bot_request import validate_request
-from bot.launcher import LocalProcessLauncher
-from bot.scheduler import SchedulerConfig
-from bot.store import BotState
+from bot.service.bot_request import validate_request
+from bot.service.launchers import LocalProcessLauncher
+from bot.service.scheduler import SchedulerConfig
+from bot.service.store import BotState
 from bot.testing.agent import StandInAgent
 from bot.testing.local_env import local_bot_env
 from bot.testing.participant import Participant, to_pcm

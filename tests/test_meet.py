@@ -19,8 +19,9 @@ import pytest_asyncio
 from bot.audio import AudioDevices, PcmCapture, PcmPlayback
 from bot.audio.analysis import tone
 from bot.audio.streams import wait_for_streams
-from bot.browser import BotBrowser
-from bot.platforms.base import CallPolicy, CallState, EndReason, FailureCode, JoinFailure, JoinPolicy
+from bot.browser.launch import BotBrowser
+from bot.outcome import CallState, EndReason, FailureCode
+from bot.platforms.base import CallPolicy, JoinFailure, JoinPolicy
 from bot.platforms.meet import MeetPlatform
 from bot.platforms.meet_ui import Screen
 from bot.platforms.urls import MeetingUrl, parse_meeting_url

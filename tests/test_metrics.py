@@ -22,9 +22,9 @@ from bot.events import (
     Stats,
     Summary,
 )
-from bot.metrics import BotMetrics, MetricsServer, ServiceMetrics
-from bot.scheduler import BotService, SchedulerConfig
-from bot.store import BotState
+from bot.service.metrics import BotMetrics, MetricsServer, ServiceMetrics
+from bot.service.scheduler import BotService, SchedulerConfig
+from bot.service.store import BotState
 from tests.api_support import TOKEN, api_client, parse_metrics, sample, scrape
 from tests.scheduler_support import fake_launcher, fake_request, wait_for, wait_state
 from tests.test_join_cli import MEET, join

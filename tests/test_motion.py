@@ -1,4 +1,4 @@
-"""The pure shapes of a person's hand (bot.input.motion) and the viewport → screen mapping."""
+"""The pure shapes of a person's hand (bot.browser.input.motion) and the viewport → screen mapping."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from bot.input.motion import (
+from bot.browser.input.motion import (
     Box,
     click_hold_s,
     hover_s,
@@ -18,7 +18,7 @@ from bot.input.motion import (
     point_inside,
     pointer_path,
 )
-from bot.input.screen import ScreenMap
+from bot.browser.input.screen import ScreenMap
 
 
 @pytest.mark.parametrize("seed", range(20))

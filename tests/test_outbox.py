@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from bot.outbox import DeliveryState, WebhookDispatcher, WebhookOptions
-from bot.scheduler import BotService, SchedulerConfig
-from bot.store import BotState, BotStore, make_engine
+from bot.service.outbox import DeliveryState, WebhookDispatcher, WebhookOptions
+from bot.service.scheduler import BotService, SchedulerConfig
+from bot.service.store import BotState, BotStore, make_engine
 from bot.testing.postgres import PostgresServer
 from tests.api_support import AUTH, api_client, sample, scrape
 from tests.scheduler_support import fake_launcher, fake_request, wait_for, wait_state

@@ -1,4 +1,4 @@
-"""The page variants of issue 11, each through the real `python -m bot join` against a replica showing it.
+"""The 2026 page variants, each through the real `python -m bot join` against a replica showing it.
 
 Each test names the item it covers (Meet 1-7, Zoom 8-15, both 16-19) and checks what a user checks: the
 state or end reason, the failure code and exit code, and for failures the saved screenshot and HTML that
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from bot.audio.analysis import dominant_frequency, rms_dbfs
-from bot.exit_codes import ExitCode
+from bot.outcome import ExitCode
 from bot.testing.agent import StandInAgent
 from bot.testing.participant import Participant, to_pcm
 from bot.testing.replica.meet_pages import BLOCKED_MEETING, LOBBY_WAITING_HOST, MeetPages

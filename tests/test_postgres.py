@@ -24,8 +24,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from bot.scheduler import SchedulerConfig
-from bot.store import BotState, BotStore, make_engine
+from bot.service.scheduler import SchedulerConfig
+from bot.service.store import BotState, BotStore, make_engine
 from tests.scheduler_support import fake_launcher, fake_request, in_seconds, runs_logged, serving, wait_state
 
 ENDED = {BotState.ENDED, BotState.FAILED, BotState.CRASHED, BotState.MISSED, BotState.CANCELLED}

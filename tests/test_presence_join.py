@@ -1,4 +1,4 @@
-"""The real `join` command against replicas whose entry checks are on (issue 10).
+"""The real `join` command against replicas whose entry checks are on.
 
 With the defaults (headful Chromium on the bot's own Xvfb, human hands) the bot gets into Meet (lobby and
 open room) and Zoom, with audio both ways; headless with synthesized input is refused, as the platforms
@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from bot.audio.analysis import dominant_frequency, rms_dbfs
-from bot.display import VirtualDisplay
-from bot.exit_codes import ExitCode
-from bot.procs import descendants
+from bot.browser.display import VirtualDisplay
+from bot.outcome import ExitCode
+from bot.system.processes import descendants
 from bot.testing.agent import StandInAgent
 from bot.testing.participant import Participant, to_pcm
 from bot.testing.replica.server import ReplicaServer

@@ -1,4 +1,4 @@
-"""bot.procs: the /proc readers, on this test process and a child of it."""
+"""bot.system.processes: the /proc readers, on this test process and a child of it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.procs import (
+from bot.system.processes import (
     CLOCK_TICKS_PER_S,
     ProcStat,
     children,

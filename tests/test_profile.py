@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.display import VirtualDisplay
-from bot.input.xtest import XTestHands
-from bot.profile import ProfileError, check_profile, copy_profile, running_owner, signed_in_cookies
+from bot.browser.display import VirtualDisplay
+from bot.browser.input.xtest import XTestHands
+from bot.browser.profile import ProfileError, check_profile, copy_profile, running_owner, signed_in_cookies
 from bot.testing.replica import ReplicaServer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bot.audio.analysis import dominant_frequency, rms_dbfs
-from bot.exit_codes import ExitCode
+from bot.outcome import ExitCode
 from bot.testing.agent import StandInAgent
 from bot.testing.participant import Participant, PeopleBrowser, to_pcm
 from bot.testing.replica import ReplicaServer
@@ -98,7 +98,7 @@ async def test_people_in_one_shared_browser_hear_each_other_and_one_sends_a_came
 async def test_cameras_are_tiles_in_the_bot_page_receiving_frames_while_audio_flows_both_ways(
     replica: ReplicaServer, agent: StandInAgent, platform: str
 ) -> None:
-    """The real `join` with its browser levers on (bot.lean) in a call with two cameras."""
+    """The real `join` with its browser levers on (bot.browser.levers) in a call with two cameras."""
     mid = MEETINGS[platform]
     room = replica.room(platform, mid)
     room.configure(cameras=2)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.bot_request import RequestError, parse_join_at
-from bot.launcher import LocalProcessLauncher
-from bot.scheduler import BotService, NotFound, SchedulerConfig
-from bot.store import BotState
+from bot.service.bot_request import RequestError, parse_join_at
+from bot.service.launchers import LocalProcessLauncher
+from bot.service.scheduler import BotService, NotFound, SchedulerConfig
+from bot.service.store import BotState
 from tests.scheduler_support import (
     FAKE_JOIN,
     event_kinds,

@@ -156,7 +156,7 @@ def test_a_killed_service_takes_no_bot_with_it_unsupervised(tmp_path: Path) -> N
 
 
 def _events(db: str, bot_id: str) -> list[dict[str, object]]:
-    from bot.store import BotStore, make_engine
+    from bot.service.store import BotStore, make_engine
 
     store = BotStore(make_engine(db.removeprefix("--db=")))
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.agent.peer import PeerOptions
-from bot.session_config import SessionConfig
+from bot.call.config import SessionConfig
 from bot.settings import DEFAULT_CONFIG, REGIONS, Settings, SettingsError, load_settings, parse_pairs
 
 KEY = "sk-live-very-secret-123"
@@ -107,7 +107,7 @@ def test_metadata_pairs() -> None:
         parse_pairs(["nokey"])
 
 
-# --- one settings path: every command's options come from `Settings` through bot.session_config ----------
+# --- one settings path: every command's options come from `Settings` through bot.call.config ----------
 
 
 @pytest.fixture
@@ -166,7 +166,7 @@ def test_empty_environment_values(tmp_path: Path) -> None:
 
 
 def test_scheduler_settings_from_toml_env_and_flags(tmp_path: Path) -> None:
-    from bot.session_config import scheduler_config
+    from bot.call.config import scheduler_config
 
     cfg = tmp_path / "bot.toml"
     cfg.write_text(
@@ -193,7 +193,7 @@ def test_scheduler_settings_from_toml_env_and_flags(tmp_path: Path) -> None:
 
 def test_schedule_command_reads_the_scheduler_section(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:
     """`schedule` computes the start time from [scheduler] lead_time_s of --config, as `serve` does."""
-    from bot.commands._bots import load_scheduler_config
+    from bot.commands.bot_records import load_scheduler_config
 
     cfg = tmp_path / "bot.toml"
     cfg.write_text("[scheduler]\nlead_time_s = 600\nmax_concurrent_bots = 2\n")
@@ -206,9 +206,9 @@ def test_schedule_command_reads_the_scheduler_section(tmp_path: Path, clean_env:
 def test_bridge_command_honours_agent_jitter_buffer_unless_the_flag_is_given(
     tmp_path: Path, clean_env: pytest.MonkeyPatch
 ) -> None:
+    from bot.call.config import bridge_options
     from bot.cli import build_parser
     from bot.commands import bridge
-    from bot.session_config import bridge_options
 
     def options(*argv: str) -> PeerOptions:
         args = build_parser("bridge").parse_args(["bridge", "--agent-id", "echo", *argv])
@@ -232,8 +232,8 @@ def test_each_vocabulary_is_listed_once() -> None:
     """The regions and jitter buffers the flags, the API and the parts accept are the settings' lists."""
     import argparse
 
-    from bot.api import BotCreate
     from bot.cli import build_parser
+    from bot.service.api import BotCreate
     from bot.settings import JITTER_BUFFERS, REGION_BASES
 
     def choices(command: str, flag: str) -> tuple[str, ...]:
@@ -268,9 +268,9 @@ def test_shipped_config_file_only_shows_the_defaults() -> None:
 
 
 def test_policies_and_scheduler_take_the_settings_defaults() -> None:
+    from bot.call.config import scheduler_config
     from bot.platforms.base import CallPolicy, JoinPolicy
-    from bot.scheduler import SchedulerConfig
-    from bot.session_config import scheduler_config
+    from bot.service.scheduler import SchedulerConfig
 
     s = load_settings(None, {}, require_key=False)
     config = SessionConfig.from_settings(s)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.store import PENDING, BotState, BotStore, make_engine, normalize_db_url
+from bot.service.store import PENDING, BotState, BotStore, make_engine, normalize_db_url
 
 
 def open_store(tmp_path: Path) -> BotStore:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bot.events import Ended, EndedBy, EventBus, InCall, Joining
-from bot.platforms.base import EndReason
-from bot.webhook import WebhookConfig, WebhookSender, sign, verify
+from bot.events import Ended, EventBus, InCall, Joining
+from bot.outcome import EndedBy, EndReason
+from bot.service.webhooks import WebhookConfig, WebhookSender, sign, verify
 from tests.webhook_receiver import WebhookReceiver
 
 

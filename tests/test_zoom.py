@@ -20,8 +20,9 @@ from playwright.async_api import WebSocket
 from bot.audio import AudioDevices, PcmCapture, PcmPlayback
 from bot.audio.analysis import tone
 from bot.audio.streams import wait_for_streams
-from bot.browser import BotBrowser
-from bot.platforms.base import CallPolicy, CallState, EndReason, FailureCode, JoinFailure, JoinPolicy
+from bot.browser.launch import BotBrowser
+from bot.outcome import CallState, EndReason, FailureCode
+from bot.platforms.base import CallPolicy, JoinFailure, JoinPolicy
 from bot.platforms.urls import MeetingUrl, parse_meeting_url
 from bot.platforms.zoom import ZoomPlatform
 from bot.testing.participant import Participant, to_pcm

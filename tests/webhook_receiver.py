@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.webhook import EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from bot.service.webhooks import EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 
 
 class WebhookReceiver:

@@ -12,7 +12,8 @@ moves them fails loudly instead of silently changing behaviour:
   packets before releasing one (even prefetch 1 adds 20 ms per hop), and after one lost packet it stalls
   ~300 ms and keeps that as extra latency for the rest of the call. `jitter_buffer="aiortc"` keeps
   aiortc's with `receive_prefetch` packets. Measured (bridge-internal round trip through an echo agent,
-  both peers alike): aiortc prefetch 4: 183 ms; prefetch 1: 43 ms; ours: see README (bench-bridge).
+  both peers alike): aiortc prefetch 4: 183 ms; prefetch 1: 43 ms; ours: see
+  docs/benchmarks.md (bench-bridge).
 - Codec threads. Every aiortc audio receiver decodes in a thread of its own, fed through the private
   queue `RTCRtpReceiver._RTCRtpReceiver__decoder_queue` and handing each frame back to the loop; the
   sender encodes each frame in the loop's thread pool. With `codecs="inline"` (the default) the bot

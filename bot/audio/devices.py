@@ -26,8 +26,8 @@ import pulsectl
 from bot.aio import cancel_and_wait
 from bot.audio.pcm import PcmCapture, PcmPlayback
 from bot.audio.streams import SinkClock
-from bot.janitor import Janitor
-from bot.procs import die_with_parent, stop_process
+from bot.system.processes import die_with_parent, stop_process
+from bot.system.temp_dirs import Janitor
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from bot.procs import stop_process
+from bot.system.processes import stop_process
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from bot.audio.pcm import SAMPLE_RATE, FrameQueue, PcmFrame
 from bot.bridge.link import Link, LinkFactory, aiortc_links
 from bot.bridge.media import LevelMeter, PcmTrack, ReplyClock, is_silent
 from bot.bridge.options import BridgeEvent, BridgeEventKind, BridgeOptions, BridgeStats
-from bot.bridge.recording import WavRecorder, recording_paths
+from bot.bridge.wav_recorder import WavRecorder, recording_paths
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,8 @@ from sqlalchemy import Integer, String, func, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from bot.store import RUNNING, Base, BotRecord, BotRow, BotState, BotStore, UtcDateTime, utcnow
+from bot.outcome import RunFailureCode
+from bot.service.store import RUNNING, Base, BotRecord, BotRow, BotState, BotStore, UtcDateTime, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +275,7 @@ class Placement:
             RUNNING,
             BotRow.lease == lost.lease,
             ended_at=utcnow(),
-            failure_code="host_lost",
+            failure_code=RunFailureCode.HOST_LOST.value,
             message=message[:2000],
             lease=None,
         )

@@ -1,6 +1,6 @@
 """`meeting-bot worker`: a bot host. A Celery worker that runs at most `capacity` bots at once, each as the
 same child process the service runs locally (`join --json`, through `LocalProcessLauncher`), recording its
-events and state in the shared store as the service does (`bot.recording`).
+events and state in the shared store as the service does (`bot.service.bot_output`).
 
 One Celery thread per slot. A thread that gets a token claims the earliest queued bot in the store under a
 fresh lease, runs it and supervises it until it exits (an asyncio loop of its own). Beside them one *host
@@ -36,13 +36,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from bot.bot_request import BotRequest
 from bot.cluster.placement import HostState, Placement
 from bot.cluster.queue import TASK, TokenQueue, make_app
-from bot.launcher import BotHandle, Launcher, LaunchError
-from bot.recording import BotRecorder
+from bot.service.bot_output import BotRecorder
+from bot.service.bot_request import BotRequest
+from bot.service.launchers import BotHandle, Launcher, LaunchError
+from bot.service.store import RUNNING, BotRecord, BotRow, BotState, BotStore, utcnow
 from bot.settings import DRAINS
-from bot.store import RUNNING, BotRecord, BotRow, BotState, BotStore, utcnow
 
 log = logging.getLogger(__name__)
 

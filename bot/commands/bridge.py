@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.exit_codes import ExitCode, exit_code_for
+from bot.outcome import ExitCode, exit_code_for
 from bot.settings import JITTER_BUFFERS, REGIONS, Settings, SettingsError, load_settings, parse_pairs
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def load(args: argparse.Namespace) -> Settings:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bot.session_config import bridge_options, millis_config
+    from bot.call.config import bridge_options, millis_config
 
     try:
         settings = load(args)
@@ -111,7 +111,7 @@ async def bridge(config: MillisConfig, options: BridgeOptions) -> int:
             await the_bridge.start()
         except AgentError as e:
             print(f"meeting-bot bridge: {e}", file=sys.stderr)
-            return int(exit_code_for(e))
+            return int(exit_code_for(e.code))
         print("Connected. Live stats every second; Ctrl+C to stop.", flush=True)
         started = time.monotonic()
         lost = asyncio.create_task(the_bridge.wait_lost())

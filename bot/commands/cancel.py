@@ -7,8 +7,15 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-from bot.commands._bots import CommandError, add_target_flags, api_call, describe_problem, guarded, run_direct
-from bot.scheduler import BotService, NotFound
+from bot.commands.bot_records import (
+    CommandError,
+    add_target_flags,
+    api_call,
+    describe_problem,
+    guarded,
+    run_direct,
+)
+from bot.service.scheduler import BotService, NotFound
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

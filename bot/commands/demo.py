@@ -7,7 +7,7 @@ import argparse
 import asyncio
 import sys
 
-from bot.exit_codes import ExitCode
+from bot.outcome import ExitCode
 from bot.settings import SettingsError, load_settings
 
 
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bot.demo import run_demo
+    from bot.testing.demo import run_demo
 
     try:
         # The user's browser settings (e.g. BOT_BROWSER_EXECUTABLE_PATH) apply; the agent is the stand-in.

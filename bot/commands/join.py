@@ -11,16 +11,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.agent.millis import MillisConfig, MillisEndpoint
+from bot.browser.levers import lean_driver_environ
+from bot.call.config import SessionConfig, millis_config
+from bot.call.stop_signals import leave_on_signal
 from bot.events import EventBus, JsonLinesPrinter, TerminalPrinter
-from bot.exit_codes import ExitCode
-from bot.lean import lean_driver_environ
+from bot.outcome import ExitCode
 from bot.platforms.urls import InvalidMeetingUrl, MeetingUrl, parse_meeting_url
-from bot.session_config import SessionConfig, millis_config
 from bot.settings import REGIONS, Settings, SettingsError, load_settings, parse_pairs
-from bot.signals import leave_on_signal
 
 if TYPE_CHECKING:
-    from bot.metrics import BotMetrics, MetricsServer
+    from bot.service.metrics import BotMetrics, MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
         host = getattr(args, "metrics_host", "127.0.0.1")
         metrics = _serve_metrics(host, port) if port is not None else None
         if settings.browser.lean:
-            lean_driver_environ(os.environ)  # the driver reads its options only from here (bot.lean)
+            # The driver reads its options only from here (bot.browser.levers).
+            lean_driver_environ(os.environ)
     except (SettingsError, InvalidMeetingUrl, ValueError, OSError) as e:
         print(f"meeting-bot join: {e}", file=sys.stderr)
         return ExitCode.USAGE
@@ -111,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _serve_metrics(host: str, port: int) -> tuple[BotMetrics, MetricsServer]:
-    from bot.metrics import BotMetrics, MetricsServer
+    from bot.service.metrics import BotMetrics, MetricsServer
 
     metrics = BotMetrics()
     try:
@@ -127,8 +128,8 @@ async def join(
     config: SessionConfig,
     metrics: BotMetrics | None = None,
 ) -> int:
-    from bot.session import BotSession
-    from bot.webhook import WebhookConfig, WebhookSender
+    from bot.call.session import BotSession
+    from bot.service.webhooks import WebhookConfig, WebhookSender
 
     bus = EventBus()
     bus.subscribe(JsonLinesPrinter() if settings.bot.json else TerminalPrinter())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bot.commands._bots import (
+from bot.commands.bot_records import (
     CommandError,
     add_target_flags,
     api_call,
@@ -14,8 +14,8 @@ from bot.commands._bots import (
     print_records,
     run_direct,
 )
-from bot.scheduler import BotService
-from bot.store import BotState
+from bot.service.scheduler import BotService
+from bot.service.store import BotState
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -21,8 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bot.exit_codes import ExitCode
-from bot.procs import die_with_parent
+from bot.outcome import ExitCode
+from bot.system.processes import die_with_parent
 
 SIGN_IN_URLS = {
     "meet": "https://accounts.google.com/ServiceLogin?continue=https://meet.google.com/",
@@ -70,7 +70,7 @@ def chromium_command(executable: str, profile: Path, url: str, test_args: list[s
 
 
 def run(args: argparse.Namespace) -> int:
-    from bot.profile import COOKIE_DOMAINS, running_owner, signed_in_cookies
+    from bot.browser.profile import COOKIE_DOMAINS, running_owner, signed_in_cookies
     from bot.settings import SettingsError, load_settings
 
     try:
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         print(
             "error: login needs a desktop to show Chromium on (no DISPLAY): run it on your own machine, "
-            "then copy the profile directory to the server (README: Signed-in bots)",
+            "then copy the profile directory to the server (docs/platforms.md: Signed-in bots)",
             file=sys.stderr,
         )
         return int(ExitCode.USAGE)

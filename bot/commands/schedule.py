@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from bot.bot_request import RequestError, validate_request
-from bot.commands._bots import (
+from bot.commands.bot_records import (
     CommandError,
     add_target_flags,
     api_call,
@@ -15,7 +14,8 @@ from bot.commands._bots import (
     local_time,
     run_direct,
 )
-from bot.scheduler import BotService
+from bot.service.bot_request import RequestError, validate_request
+from bot.service.scheduler import BotService
 from bot.settings import REGIONS, SettingsError, parse_pairs
 
 

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bot.commands._bots import CommandError, guarded, load_scheduler_settings
-from bot.launcher import DEFAULT_COMMAND, Launcher, LocalProcessLauncher, RemoteLauncher
-from bot.scheduler import BotService, DatabaseError
-from bot.store import safe_db_url
+from bot.commands.bot_records import CommandError, guarded, load_scheduler_settings
+from bot.service.launchers import DEFAULT_COMMAND, Launcher, LocalProcessLauncher, RemoteLauncher
+from bot.service.scheduler import BotService, DatabaseError
+from bot.service.store import safe_db_url
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("BOT_API_TOKEN is too short: use at least 16 random characters")
     if not 0 <= args.port <= 65535:
         raise CommandError("--port must be between 0 and 65535")
-    from bot.session_config import cluster_options, scheduler_config, webhook_options
+    from bot.call.config import cluster_options, scheduler_config, webhook_options
 
     settings = load_scheduler_settings(
         args.config,
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("--bot-command must not be empty")
     launcher: Launcher | RemoteLauncher
     if settings.scheduler.launcher == "celery":  # bots run on `meeting-bot worker` hosts (bot.cluster)
-        from bot.cluster.launcher import CeleryLauncher
+        from bot.cluster.celery_launcher import CeleryLauncher
 
         try:
             launcher = CeleryLauncher(cluster_options(settings))
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         launcher = LocalProcessLauncher(command=command, config_file=args.config)
     # Optional: Prometheus may scrape /metrics with its own token instead of the API's.
     metrics_token = os.environ.get("BOT_METRICS_TOKEN", "")
-    from bot.api import listen_socket
+    from bot.service.api import listen_socket
 
     try:
         sock = listen_socket(args.host, args.port)
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(service: BotService, token: str, sock: socket.socket, metrics_token: str = "") -> int:
-    from bot.api import create_app
+    from bot.service.api import create_app
 
     try:
         await service.start()

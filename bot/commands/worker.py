@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bot.commands._bots import CommandError, guarded
-from bot.launcher import DEFAULT_COMMAND
+from bot.commands.bot_records import CommandError, guarded
+from bot.service.launchers import DEFAULT_COMMAND
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,13 +38,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bot.call.config import worker_options
     from bot.cluster.placement import HostNameTaken
     from bot.cluster.worker import run_worker
-    from bot.launcher import LocalProcessLauncher
-    from bot.scheduler import default_db_url
-    from bot.session_config import worker_options
+    from bot.service.launchers import LocalProcessLauncher
+    from bot.service.scheduler import default_db_url
+    from bot.service.store import BotStore, make_engine, safe_db_url
     from bot.settings import SettingsError, load_settings
-    from bot.store import BotStore, make_engine, safe_db_url
 
     def given(**values: Any) -> dict[str, Any]:
         return {k: v for k, v in values.items() if v is not None}

@@ -1,4 +1,4 @@
-"""The platform seam: how the session drives any meeting client, and the words for what happened.
+"""The platform seam: how the session drives any meeting client (the words for what happened: bot.outcome).
 
 A platform adapter joins with a display name (reporting states as it goes), waits until the call ends, and
 leaves. Everything that is specific to one client (URLs, selectors, texts) lives in that platform's module;
@@ -11,60 +11,17 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from bot.outcome import RETRYABLE, CallState, EndReason, FailureCode
 from bot.settings import CallSection
 
 if TYPE_CHECKING:
     from playwright.async_api import Page
 
-    from bot.input import Hands
+    from bot.browser.input import Hands
     from bot.platforms.urls import MeetingUrl
-
-
-class CallState(StrEnum):
-    """States the bot reports, in the order they normally happen."""
-
-    JOINING = "joining"
-    AWAITING_ADMISSION = "awaiting_admission"
-    IN_CALL = "in_call"
-    ENDED = "ended"
-    FAILED = "failed"
-
-
-class EndReason(StrEnum):
-    """Why a call the bot was in ended."""
-
-    REMOVED = "removed"  # someone removed the bot
-    HOST_ENDED = "host_ended"  # the host ended the meeting for everyone
-    CALL_ENDED = "call_ended"  # the meeting ended some other way (page says so)
-    ALONE = "alone"  # no other participant for the configured time
-    MAX_DURATION = "max_duration"  # the bot's own maximum call duration
-    LEFT = "left"  # the bot was told to leave (signal, API, cancel)
-    AGENT_ENDED = "agent_ended"  # the agent could not be kept connected
-
-
-class FailureCode(StrEnum):
-    """Why the bot never got into the call. Each is terminal unless listed in `RETRYABLE`."""
-
-    DENIED = "denied"  # someone in the call denied the request
-    LOBBY_TIMEOUT = "lobby_timeout"  # nobody answered the request in time
-    BLOCKED = "blocked"  # the platform refused this browser ("You can't join this video call")
-    SIGN_IN_REQUIRED = "sign_in_required"
-    NOT_FOUND = "not_found"  # meeting code invalid or expired
-    HOST_ABSENT = "host_absent"  # the host never started the meeting within the bound
-    PASSCODE_WRONG = "passcode_wrong"
-    CAPTCHA = "captcha"
-    BOT_DETECTED = "bot_detected"  # an anti-bot wall
-    UI_CHANGED = "ui_changed"  # an expected element never appeared: selectors need an update
-    NETWORK_ERROR = "network_error"  # the browser could not reach the platform (its own error page)
-    BROWSER_CRASHED = "browser_crashed"
-    INVALID_URL = "invalid_url"
-
-
-RETRYABLE: frozenset[FailureCode] = frozenset({FailureCode.BLOCKED})
 
 
 @dataclass
@@ -94,7 +51,7 @@ _CALL = CallSection()  # the defaults of the [call] settings, kept there once
 
 @dataclass(frozen=True)
 class JoinPolicy:
-    """Bounds on joining, all in seconds (built from the [call] settings by bot.session_config)."""
+    """Bounds on joining, all in seconds (built from the [call] settings by bot.call.config)."""
 
     lobby_timeout_s: float = _CALL.lobby_timeout_s
     host_absent_timeout_s: float = _CALL.host_absent_timeout_s
@@ -117,9 +74,9 @@ StateCallback = Callable[[CallState], None]
 
 
 class Browser(Protocol):
-    """What an adapter needs of the bot's browser (`bot.browser.BotBrowser`): the page to drive, the hands
-    that act on it as a person would (`bot.input.Hands`), and the one place where failure artifacts are
-    saved."""
+    """What an adapter needs of the bot's browser (`bot.browser.launch.BotBrowser`): the page to drive, the
+    hands that act on it as a person would (`bot.browser.input.Hands`), and the one place where failure
+    artifacts are saved."""
 
     @property
     def page(self) -> Page: ...

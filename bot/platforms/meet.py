@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from bot.platforms.base import Browser, CallState, EndReason, FailureCode, JoinPolicy, StateCallback
+from bot.outcome import CallState, EndReason, FailureCode
+from bot.platforms.base import Browser, JoinPolicy, StateCallback
 from bot.platforms.meet_ui import (
     BUTTONS,
     SELECTORS,

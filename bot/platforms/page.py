@@ -6,8 +6,8 @@ client, clicking and typing as a person would, waking auto-hidden controls, fail
 first, watching the call until it ends, and leaving with closing the page as the fallback.
 
 Acting: the adapter decides from what it reads with Playwright; the person's part — clicks, typing, the
-pointer that wakes auto-hidden toolbars — goes through the browser's `hands` (`bot.input`): OS-level input
-on the bot's own display in `xvfb` mode, which is what Meet's and Zoom's entry checks accept, or input
+pointer that wakes auto-hidden toolbars — goes through the browser's `hands` (`bot.browser.input`): OS-level
+input on the bot's own display in `xvfb` mode, which is what Meet's and Zoom's entry checks accept, or input
 synthesized by Playwright in `headless` mode.
 
 Failure artifacts: a failing join has the browser save the page as it is *before* anything navigates. A join
@@ -32,8 +32,9 @@ from urllib.parse import urlsplit
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Frame, Locator, Page
 
-from bot.input import InputError
-from bot.platforms.base import Browser, CallPolicy, EndReason, FailureCode, JoinFailure, JoinPolicy, Platform
+from bot.browser.input import InputError
+from bot.outcome import EndReason, FailureCode
+from bot.platforms.base import Browser, CallPolicy, JoinFailure, JoinPolicy, Platform
 from bot.platforms.ui import PageSnapshot, exact_text
 from bot.platforms.urls import MeetingUrl
 

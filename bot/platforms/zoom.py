@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Frame
 
-from bot.platforms.base import Browser, CallState, EndReason, FailureCode, JoinPolicy, StateCallback
+from bot.outcome import CallState, EndReason, FailureCode
+from bot.platforms.base import Browser, JoinPolicy, StateCallback
 from bot.platforms.page import CallReading, PagePlatform
 from bot.platforms.urls import MeetingUrl
 from bot.platforms.zoom_ui import (

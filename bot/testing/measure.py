@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.procs import CLOCK_TICKS_PER_S, descendants, pss_kb, read_stat
+from bot.system.processes import CLOCK_TICKS_PER_S, descendants, pss_kb, read_stat
 
 
 def process_tree(root: int) -> set[int]:

@@ -34,9 +34,9 @@ from playwright.async_api import Page
 
 from bot.audio import AudioDevices, BrowserAudio
 from bot.audio.analysis import onsets
-from bot.browser import BotBrowser
-from bot.procs import descendants
+from bot.browser.launch import BotBrowser
 from bot.settings import BrowserSection
+from bot.system.processes import descendants
 from bot.testing.replica.server import ReplicaServer
 
 Audio = npt.NDArray[np.float32]
@@ -56,7 +56,7 @@ class PeopleBrowser:
     Audio in the page. `await start()`, pass it to participants, `await close()` after them."""
 
     def __init__(self, server: ReplicaServer, settings: BrowserSection | None = None) -> None:
-        # No levers (bot.lean): the people's pages receive no video.
+        # No levers (bot.browser.levers): the people's pages receive no video.
         base = settings if settings is not None else BrowserSection(display="headless", lean=False)
         self._base = dataclasses.replace(base, extra_args=[*base.extra_args, "--disable-audio-output"])
         self._server = server

@@ -1,5 +1,5 @@
 """The stand-in's cheapest echo (agent id `reflect`): the Opus packets the bot sends are sent back as they
-come, neither decoded nor encoded again, as the issue on helpers' cost allows (the real Millis does its
+come, neither decoded nor encoded again, which a benchmark's helper may do (the real Millis does its
 work on its own machines; what the bot does stays the real thing). It hears nothing, so a call with it
 records no sound and no onset: it is for benchmarks of many bots, where the stand-in's own Opus work would
 otherwise be counted against the machine.

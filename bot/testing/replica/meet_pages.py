@@ -78,7 +78,7 @@ class MeetClientOptions:
     # ~19 dB in 2.5 s, so tone tests turn them off (speech passes either way).
     audio_processing: bool = False
     end_notice: str = HOST_ENDED  # what Room.end() shows: HOST_ENDED or CALL_ENDED
-    # ---- variants of the 2026 pages (issue 11); the defaults are the commonest form ----
+    # ---- variants of the 2026 pages; the defaults are the commonest form ----
     # "fade": the hidden bar stays laid out (opacity 0, visibility hidden); "remove": it leaves the layout,
     # and with it the call-only buttons and the People count, until the pointer moves.
     controls_hide: str = "remove"

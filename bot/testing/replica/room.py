@@ -61,7 +61,7 @@ class RoomConfig:
     # While set, every load of the meeting's page gets its connection closed without an answer: the
     # browser shows its own network error page (as when the network or the platform is unreachable).
     network_down: bool = False
-    # The platform's entry checks on guests (entry_check.js; on in the tests of issue 10, off elsewhere so
+    # The platform's entry checks on guests (entry_check.js; on in the entry checks' tests, off elsewhere so
     # other tests keep their meaning). A guest the check takes for a bot: Meet lets it ask to join and
     # drops it after `entry_drop_s` ("You can't join this video call"); Zoom shows its bot wall. Signed-in
     # accounts are not dropped (peers: signed-in bots are rarely blocked).

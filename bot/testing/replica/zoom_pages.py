@@ -76,7 +76,7 @@ class ZoomClientOptions:
     # Before the host starts: "error" serves the "(3,001)" error page (reload to try again); "wait" serves
     # the client, which after Join shows "Waiting for the host to start this meeting" and goes on by itself.
     host_absent: str = "error"
-    # ---- variants of the 2026 pages (issue 11); the defaults are the commonest form ----
+    # ---- variants of the 2026 pages; the defaults are the commonest form ----
     host_wait_text: str = HOST_WAIT_THIS
     audio_labels: str = "sentence"
     mic_starts_muted: bool = False  # the call starts muted (else the preview's microphone state carries over)
