@@ -14,14 +14,16 @@ RUN apt-get update \
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python3 -m venv /opt/venv
 
-# Dependencies first, read from pyproject.toml alone, so editing the source does not reinstall them.
+# Dependencies first, read from pyproject.toml alone, so editing the source does not reinstall them, at
+# the versions of requirements.lock (the same as scripts/setup's): every build gets the same packages,
+# and so the same size, whatever PyPI has published since.
 # The postgres extra is included: the service can keep its bots in PostgreSQL (see compose.yaml).
 # No bytecode here: the final stage compiles only what the bot imports.
 WORKDIR /src
-COPY pyproject.toml ./
+COPY pyproject.toml requirements.lock ./
 RUN python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
 print("\n".join(p["dependencies"] + p["optional-dependencies"]["postgres"]))' > /tmp/requirements.txt \
-    && /opt/venv/bin/pip install --no-compile --only-binary=:all: -r /tmp/requirements.txt
+    && /opt/venv/bin/pip install --no-compile --only-binary=:all: -c requirements.lock -r /tmp/requirements.txt
 
 # Then the bot itself, without dependencies (all above). The venv then loses what only installs or
 # debugs: pip and setuptools, the dependencies' own test suites, debug symbols of Playwright's

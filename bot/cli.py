@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "agent-standin": "bot.commands.agent_standin",
     "login": "bot.commands.login",
     "classify-page": "bot.commands.classify_page",
+    "config": "bot.commands.config",
 }
 
 

@@ -124,8 +124,10 @@ class AgentConnected(BotEvent):
 
 @dataclass(frozen=True, kw_only=True)
 class AgentReconnecting(BotEvent):
+    """The agent session was lost in the call; a new one is tried (`detail`: why, and when it is tried)."""
+
     kind: ClassVar[EventKind] = EventKind.AGENT_RECONNECTING
-    attempt: int
+    attempt: int  # 1 for the first new session of this outage
     detail: str
 
 
@@ -177,7 +179,7 @@ class Stats(BotEvent):
 class Ended(BotEvent):
     kind: ClassVar[EventKind] = EventKind.ENDED
     reason: EndReason
-    by: EndedBy
+    by: EndedBy  # whose doing: the meeting's, the bot's own rules, the user's or the agent's
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -192,18 +194,17 @@ class Failed(BotEvent):
 
 @dataclass(frozen=True, kw_only=True)
 class Summary(BotEvent):
-    """The last event. `outcome` is the end reason or the failure code; timings in seconds; the join and
-    in-call times only if the bot got into the call, the lobby time only if it waited in one, the agent
-    figures only if the agent was ever connected."""
+    """The last event. Timings in seconds; the join and in-call times only if the bot got into the call,
+    the lobby time only if it waited in one, the agent figures only if the agent was ever connected."""
 
     kind: ClassVar[EventKind] = EventKind.SUMMARY
-    outcome: str
+    outcome: str  # the end reason or the failure code
     exit_code: int
     ended_by: EndedBy
-    total_s: float
-    join_s: float | None = None
-    in_call_s: float | None = None
-    lobby_s: float | None = None
+    total_s: float  # start → the end (or the failure)
+    join_s: float | None = None  # start → in the call
+    in_call_s: float | None = None  # in the call → the end
+    lobby_s: float | None = None  # in the lobby → let in (or the end)
     reconnects: int | None = None
     bytes_to_agent: int | None = None
     bytes_from_agent: int | None = None

@@ -6,10 +6,11 @@ only). An empty environment variable counts as unset, except for a list or a tab
 (`BOT_AGENT_ICE_SERVERS=` turns STUN off). Errors name the setting and say what to fix. Secrets never
 reach a repr, a log line or a stored file.
 
-The defaults here are the only ones (config/bot.toml shows them in comments; the join and call policies
-take theirs from `CallSection`); `bot.call.config` turns settings into each part's options. The
-vocabularies the settings accept (regions, jitter buffers) are listed here once, for the flags, the API
-and the parts alike.
+Each part owns its options' defaults and rules (the agent's in bot.agent.options, the join and call
+policies in bot.platforms.base): a section's field takes its default from there, and validation builds
+the part's options (through bot.call.config, the one mapping) and reports an `OptionError` as the setting
+it came from. Each field's `doc` (its metadata) is the line beside it in config/bot.toml, which
+`meeting-bot config --defaults` prints from these classes.
 """
 
 from __future__ import annotations
@@ -19,27 +20,37 @@ import json
 import os
 import tomllib
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+# The vocabularies the [agent] settings accept (regions, jitter buffers, codec paths) and the key's variable
+# are the agent's (bot.agent.options); the flags and the API import them from here.
+from bot.agent.options import CODEC_PATHS as CODEC_PATHS
+from bot.agent.options import DEFAULT_ICE_SERVERS, MillisConfig, PeerOptions
+from bot.agent.options import JITTER_BUFFERS as JITTER_BUFFERS
+from bot.agent.options import KEY_ENV as KEY_ENV
+from bot.agent.options import REGION_BASES as REGION_BASES
+from bot.agent.options import REGIONS as REGIONS
+from bot.options import OptionError
+from bot.platforms.base import CallPolicy, JoinPolicy
+
+T = TypeVar("T")
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "bot.toml"
-KEY_ENV = "MILLIS_PRIVATE_KEY"
-# Millis regions and their base URLs: agent.region, --region and the API's region take these names.
-REGION_BASES: dict[str, str] = {
-    "us-west": "https://api-west.millis.ai",
-    "eu-west": "https://api-eu-west.millis.ai",
-}
-REGIONS: tuple[str, ...] = tuple(REGION_BASES)
-# agent.jitter_buffer: ours (plays each packet on arrival, bot/agent/jitter.py) or aiortc's own.
-JITTER_BUFFERS: tuple[str, ...] = ("low-latency", "aiortc")
-# agent.codecs: Opus in mono on the event loop (bot/agent/codecs.py) or aiortc's codec threads.
-CODEC_PATHS: tuple[str, ...] = ("inline", "aiortc")
 # Settings whose environment variable is not BOT_<SECTION>_<KEY> (kept from before the section existed).
 ENV_NAMES: dict[tuple[str, str], str] = {
     ("scheduler", "db_url"): "BOT_DB_URL",
     ("scheduler", "broker_url"): "BOT_BROKER_URL",
+    ("scheduler", "api_token"): "BOT_API_TOKEN",
+    ("scheduler", "metrics_token"): "BOT_METRICS_TOKEN",
+}
+# Secrets read from the environment only: a config file holding one is refused (files get copied and shared).
+ENV_ONLY: dict[tuple[str, str], str] = {
+    ("agent", "private_key"): f"set {KEY_ENV} or agent.key_file instead",
+    ("scheduler", "api_token"): "set BOT_API_TOKEN instead",
+    ("scheduler", "metrics_token"): "set BOT_METRICS_TOKEN instead",
 }
 # scheduler.launcher: bots as child processes of `serve`, or on worker hosts through Celery (bot.cluster).
 LAUNCHERS: tuple[str, ...] = ("local", "celery")
@@ -51,109 +62,230 @@ class SettingsError(ValueError):
     """A setting is missing or invalid; the message names it."""
 
 
+def doc(text: str, in_file: bool = True) -> dict[str, Any]:
+    """A field's metadata: its one-line documentation in config/bot.toml; `in_file=False` leaves a secret
+    out of that file (it belongs in the environment)."""
+    return {"doc": text, "in_file": in_file}
+
+
+def setting(default: T, text: str) -> T:
+    """A setting with a plain default and its one-line doc (see `doc`)."""
+    return field(default=default, metadata=doc(text))
+
+
+@contextmanager
+def as_setting(section: str, **renamed: str) -> Iterator[None]:
+    """Reports a part's `OptionError` as the setting `section.<option>` (or the `renamed` key)."""
+    try:
+        yield
+    except OptionError as e:
+        raise SettingsError(f"{section}.{renamed.get(e.option, e.option)}: {e.why}") from None
+
+
 @dataclass
 class BotSection:
-    name: str = "AI Agent"  # display name in the meeting
-    json: bool = False  # one JSON object per event on stdout
-    record_dir: str = ""  # WAV recordings of both directions, when set
-    artifacts_dir: str = "artifacts"  # screenshots and HTML on join failures
-    stats_interval_s: float = 5.0
+    name: str = setting("AI Agent", "display name in the meeting")
+    json: bool = setting(False, "one JSON object per event on stdout")
+    record_dir: str = setting("", "write WAVs of both directions here when set")
+    artifacts_dir: str = setting("artifacts", "screenshots and HTML on join failures")
+    stats_interval_s: float = setting(5.0, "period of `stats` events")
 
 
 @dataclass
 class AgentSection:
-    agent_id: str = ""
-    region: str = "us-west"
-    url: str = ""  # full base URL; overrides region
-    key_file: str = ""
-    private_key: str = field(default="", repr=False)  # from MILLIS_PRIVATE_KEY or key_file only
-    metadata: dict[str, str] = field(default_factory=dict)
-    include_metadata_in_prompt: bool = False
-    bearer_fallback: bool = True
-    timeout_s: float = 10.0
-    ice_servers: list[str] = field(default_factory=lambda: ["stun:stun.l.google.com:19302"])
-    # Test configuration only: restrict ICE host candidates (e.g. 127.0.0.1 for a local stand-in).
-    ice_host_addresses: list[str] = field(default_factory=list)
-    receive_prefetch: int = 1  # only with jitter_buffer = "aiortc"
-    jitter_buffer: str = "low-latency"  # or "aiortc" (aiortc's own buffer, holds receive_prefetch packets)
-    codecs: str = "inline"  # or "aiortc" (aiortc's codec threads, stereo)
+    agent_id: str = setting("", "the Millis agent id (`join` requires one)")
+    region: str = setting(MillisConfig.region, f"{' | '.join(REGIONS)}; or set url to a full base URL")
+    url: str = setting("", "full base URL; overrides region")
+    key_file: str = setting("", "a file holding the private key (else MILLIS_PRIVATE_KEY)")
+    # From MILLIS_PRIVATE_KEY or key_file only: a config file holding it is refused.
+    private_key: str = field(default="", repr=False, metadata=doc("", in_file=False))
+    metadata: dict[str, str] = field(default_factory=dict, metadata=doc("sent with the offer"))
+    include_metadata_in_prompt: bool = setting(
+        MillisConfig.include_metadata_in_prompt, "Millis' flag of the same name"
+    )
+    bearer_fallback: bool = setting(MillisConfig.bearer_fallback, 'retry once with "Bearer <key>" on 401/403')
+    timeout_s: float = setting(MillisConfig.timeout_s, "HTTP timeout of the offer exchange")
+    ice_servers: list[str] = field(
+        default_factory=lambda: list(DEFAULT_ICE_SERVERS), metadata=doc("[] for none")
+    )
+    ice_host_addresses: list[str] = field(
+        default_factory=list,
+        metadata=doc(
+            "test configuration only: restrict ICE host candidates (e.g. 127.0.0.1 for a local stand-in)"
+        ),
+    )
+    jitter_buffer: str = setting(
+        PeerOptions.jitter_buffer, 'or "aiortc": aiortc\'s buffer holding receive_prefetch packets'
+    )
+    receive_prefetch: int = setting(
+        PeerOptions.receive_prefetch, 'with jitter_buffer = "aiortc" (aiortc default: 4)'
+    )
+    codecs: str = setting(
+        PeerOptions.codecs, 'Opus in mono on the event loop; or "aiortc": aiortc\'s codec threads (stereo)'
+    )
+
+    def peer_options(self) -> PeerOptions:
+        """The agent peer's options, checked by the peer's own rules."""
+        with as_setting("agent", host_addresses="ice_host_addresses"):
+            return PeerOptions(
+                # Always a list: [] means no STUN/TURN at all (local tests), never aiortc's default server.
+                ice_servers=list(self.ice_servers),
+                # Empty means "every interface", the real-call path; tests pin 127.0.0.1.
+                host_addresses=list(self.ice_host_addresses) or None,
+                receive_prefetch=self.receive_prefetch,
+                jitter_buffer=self.jitter_buffer,
+                codecs=self.codecs,
+            )
+
+    def millis_config(self) -> MillisConfig:
+        """The Millis endpoint's options (`join` and `bridge` name an agent; `serve` builds none)."""
+        with as_setting("agent", base_url="url"):
+            return MillisConfig(
+                agent_id=self.agent_id,
+                private_key=self.private_key,
+                region=self.region,
+                base_url=self.url or None,
+                metadata=dict(self.metadata) or None,
+                include_metadata_in_prompt=self.include_metadata_in_prompt,
+                bearer_fallback=self.bearer_fallback,
+                timeout_s=self.timeout_s,
+            )
+
+    def check(self) -> None:
+        """These settings against the agent's own rules, before any agent is named (`serve` has none):
+        where the service is and the peer's options."""
+        with as_setting("agent", base_url="url"):
+            MillisConfig.check_service(self.region, self.url or None, self.timeout_s)
+        self.peer_options()
 
 
 @dataclass
 class BrowserSection:
-    executable_path: str = "/usr/bin/chromium"
-    # "xvfb": headful on the bot's own virtual X display with OS-level input, what Meet and Zoom accept;
+    executable_path: str = setting("/usr/bin/chromium", "the Chromium binary")
     # "headless": no X server needed, input synthesized by the browser (Meet drops such guests).
-    display: str = "xvfb"
-    screen_size: str = "1280x800"  # the virtual display's size (xvfb): a common laptop screen
-    profile_dir: str = ""  # a signed-in Chromium profile (`meeting-bot login`); each bot runs on a copy
-    # Test configuration only: map meet.google.com / *.zoom.us to a local replica and trust its cert.
-    host_resolver_rules: str = ""
-    trusted_cert_spki: str = ""
-    allow_loopback_webrtc: bool = False
+    display: str = setting(
+        "xvfb",
+        'headful on the bot\'s own Xvfb with OS-level input (what Meet and Zoom accept); or "headless"',
+    )
+    screen_size: str = setting("1280x800", "the virtual display's size (xvfb): a common laptop screen")
+    profile_dir: str = setting("", "a signed-in profile from `meeting-bot login`; each bot runs on a copy")
+    host_resolver_rules: str = setting(
+        "", "test configuration only: map meet.google.com / *.zoom.us to a local replica"
+    )
+    trusted_cert_spki: str = setting("", "test configuration only: trust the replica's cert")
+    allow_loopback_webrtc: bool = setting(False, "test configuration only")
     # The browser levers (bot.browser.levers): what Chromium leaves undone because the bot never looks at
-    # video (remote video is not drawn), without changing what the platform sees of its sound or presence.
-    lean: bool = True
-    extra_args: list[str] = field(default_factory=list)
+    # video, without changing what the platform sees of its sound or presence.
+    lean: bool = setting(
+        True,
+        "browser levers: remote video not drawn, no omnibox WebUI, no spare renderer, small driver heap "
+        '(docs/benchmarks.md "Browser levers")',
+    )
+    extra_args: list[str] = field(default_factory=list, metadata=doc("more Chromium flags"))
+
+
+_JOIN = JoinPolicy()
+_CALL = CallPolicy()
 
 
 @dataclass
 class CallSection:
-    max_duration_s: float = 3 * 3600.0
-    alone_after_s: float = 60.0
-    lobby_timeout_s: float = 600.0  # Meet itself gives up after about 10 minutes
-    host_absent_timeout_s: float = 300.0
-    join_retries: int = 2  # extra attempts when the platform blocks the join (Meet often lets a retry in)
-    join_retry_delay_s: float = 5.0
-    # While joining: a page on which no known screen is recognised this long fails as ui_changed (with the
-    # texts of its buttons in the message).
-    ui_stuck_s: float = 30.0
-    # While joining: the browser's own network error page ("This site can't be reached") is retried with
-    # backoff this long, then the join fails as network_error.
-    network_retry_s: float = 60.0
+    """The defaults are the join and call policies' (bot.platforms.base)."""
+
+    max_duration_s: float = setting(_CALL.max_duration_s, "leave after this long in the call")
+    alone_after_s: float = setting(
+        _CALL.alone_after_s, "leave when nobody else has been in the call this long"
+    )
+    lobby_timeout_s: float = setting(_JOIN.lobby_timeout_s, "give up waiting for admission")
+    host_absent_timeout_s: float = setting(
+        _JOIN.host_absent_timeout_s, "give up waiting for the host to start the meeting"
+    )
+    join_retries: int = setting(
+        _JOIN.retries, 'extra attempts when Meet blocks the join ("You can\'t join this video call")'
+    )
+    join_retry_delay_s: float = setting(_JOIN.retry_delay_s, "pause before each of those attempts")
+    ui_stuck_s: float = setting(
+        _JOIN.ui_stuck_s, "no known screen this long while joining: ui_changed, with the page's buttons"
+    )
+    network_retry_s: float = setting(
+        _JOIN.network_retry_s,
+        "the browser's own error page while joining: retried this long, then network_error",
+    )
+
+    def join_policy(self) -> JoinPolicy:
+        with as_setting("call", retries="join_retries", retry_delay_s="join_retry_delay_s"):
+            return JoinPolicy(
+                lobby_timeout_s=self.lobby_timeout_s,
+                host_absent_timeout_s=self.host_absent_timeout_s,
+                retries=self.join_retries,
+                retry_delay_s=self.join_retry_delay_s,
+                ui_stuck_s=self.ui_stuck_s,
+                network_retry_s=self.network_retry_s,
+            )
+
+    def call_policy(self) -> CallPolicy:
+        with as_setting("call"):
+            return CallPolicy(alone_after_s=self.alone_after_s, max_duration_s=self.max_duration_s)
 
 
 @dataclass
 class WebhookSection:
-    url: str = ""
-    secret: str = field(default="", repr=False)  # also signs `serve`'s deliveries
-    retries: int = 3  # `join` by hand: in-memory retries per event
-    # `serve`: the delays before each retry of a stored event (Svix's schedule, ~3 h 45 min in all); then
-    # the event is dead. Tests shrink it.
+    url: str = setting("", "POST every event here, signed with BOT_WEBHOOK_SECRET")
+    # Also signs `serve`'s deliveries; required with url.
+    secret: str = field(default="", repr=False, metadata=doc("", in_file=False))
+    retries: int = setting(3, "`join`: in-memory retries per event")
+    # Svix's schedule, about 3 h 45 min in all; then the event is dead. Tests shrink it.
     retry_schedule_s: list[float] = field(
-        default_factory=lambda: [5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 7200.0]
+        default_factory=lambda: [5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 7200.0],
+        metadata=doc("`serve`: delays before each retry of a stored event"),
     )
-    timeout_s: float = 10.0  # `serve`: one delivery attempt
+    timeout_s: float = setting(10.0, "`serve`: one delivery attempt")
 
 
 @dataclass
 class SchedulerSection:
     """`serve` and the direct `schedule`/`list`/`cancel` (they compute the same start times)."""
 
-    db_url: str = field(default="", repr=False)  # BOT_DB_URL; may hold a password. Empty: a SQLite file
-    lead_time_s: float = 30.0  # start each bot this early, so it is in the meeting at join_at
-    misfire_grace_s: float = 120.0  # a job found later than this is skipped and recorded as missed
-    max_concurrent_bots: int = 4
-    queue_timeout_s: float = 1800.0  # a queued bot still without a slot this long after join_at: missed
-    stop_timeout_s: float = 15.0  # after asking a bot to leave, kill it if it has not exited by then
-    poll_interval_s: float = 1.0  # how often `serve` looks for jobs and stop requests from clients
-    launcher: str = (
-        "local"  # or "celery": bots run on `meeting-bot worker` hosts (max_concurrent_bots unused)
+    # May hold a password: never in a repr.
+    db_url: str = field(
+        default="",
+        repr=False,
+        metadata=doc("BOT_DB_URL; empty: a SQLite file in $XDG_STATE_HOME/meeting-bot/"),
     )
-    broker_url: str = field(default="", repr=False)  # BOT_BROKER_URL: the Redis of launcher = "celery"
-    host_timeout_s: float = 15.0  # a worker host silent this long is lost; its bots are re-launched
-    relaunch_attempts: int = 2  # re-launches of a bot after lost hosts, before it is recorded host_lost
+    lead_time_s: float = setting(30.0, "start each bot this early, so it is in the meeting at join_at")
+    misfire_grace_s: float = setting(
+        120.0, "a job found later than this (service down) is recorded as missed"
+    )
+    max_concurrent_bots: int = setting(4, "bots running at once; the rest wait as queued")
+    queue_timeout_s: float = setting(1800.0, "still without a slot this long after join_at: missed")
+    stop_timeout_s: float = setting(15.0, "asked to leave this long ago and still running: killed")
+    poll_interval_s: float = setting(1.0, "how often `serve` looks for jobs and stop requests from clients")
+    launcher: str = setting(
+        "local", 'or "celery": bots run on `meeting-bot worker` hosts (see docs/cluster.md)'
+    )
+    broker_url: str = field(
+        default="",
+        repr=False,
+        metadata=doc('BOT_BROKER_URL: the Redis of launcher = "celery", e.g. redis://redis:6379/0'),
+    )
+    host_timeout_s: float = setting(
+        15.0, "a worker host silent this long is lost: its bots are re-launched elsewhere"
+    )
+    relaunch_attempts: int = setting(2, "re-launches of one bot after lost hosts")
+    # The service's bearer tokens (BOT_API_TOKEN, BOT_METRICS_TOKEN): from the environment only, no repr.
+    api_token: str = field(default="", repr=False, metadata=doc("", in_file=False))
+    metrics_token: str = field(default="", repr=False, metadata=doc("", in_file=False))
 
 
 @dataclass
 class WorkerSection:
     """`meeting-bot worker`: a bot host of a cluster (scheduler.launcher = "celery")."""
 
-    name: str = ""  # in GET /hosts; empty: the machine's host name
-    capacity: int = 2  # bots at once
-    drain: str = "finish"  # on SIGTERM: let the bots finish, or "handoff" them to other hosts
-    heartbeat_interval_s: float = 2.0  # at most a third of scheduler.host_timeout_s
-    poll_interval_s: float = 0.5  # how often it looks for stop requests of its bots
+    name: str = setting("", "in GET /hosts; empty: the machine's host name")
+    capacity: int = setting(2, "bots at once (a bot in a call uses about a third of a core)")
+    drain: str = setting("finish", 'on SIGTERM: let the bots finish, or "handoff" them to another host')
+    heartbeat_interval_s: float = setting(2.0, "at most a third of scheduler.host_timeout_s")
+    poll_interval_s: float = setting(0.5, "how often it looks for stop requests of its bots")
 
 
 @dataclass
@@ -163,8 +295,14 @@ class Settings:
     browser: BrowserSection = field(default_factory=BrowserSection)
     call: CallSection = field(default_factory=CallSection)
     webhook: WebhookSection = field(default_factory=WebhookSection)
-    scheduler: SchedulerSection = field(default_factory=SchedulerSection)
-    worker: WorkerSection = field(default_factory=WorkerSection)
+    scheduler: SchedulerSection = field(
+        default_factory=SchedulerSection,
+        metadata=doc("`serve`, and `schedule`/`list`/`cancel` without --api"),
+    )
+    worker: WorkerSection = field(
+        default_factory=WorkerSection,
+        metadata=doc('`meeting-bot worker` (a bot host of launcher = "celery")'),
+    )
 
 
 def env_name(section: str, key: str) -> str:
@@ -204,12 +342,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise SettingsError(f"config file {path} cannot be read: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise SettingsError(f"config file {path} is not valid TOML: {e}") from None
-    for section in data.values():
-        if isinstance(section, dict) and "private_key" in section:
-            raise SettingsError(
-                f"{path}: agent.private_key must not be stored in a config file; "
-                f"set {KEY_ENV} or agent.key_file instead"
-            )
+    for (section, key), instead in ENV_ONLY.items():
+        if key in data.get(section, {}):
+            raise SettingsError(f"{path}: {section}.{key} must not be stored in a config file; {instead}")
     return data
 
 
@@ -347,43 +482,11 @@ def _validate(s: Settings, require_key: bool) -> None:
     def fail(name: str, why: str) -> None:
         raise SettingsError(f"{name}: {why}")
 
-    a = s.agent
-    if a.url:
-        if not a.url.startswith(("https://", "http://")):
-            fail(
-                "agent.url",
-                f"must be a full http(s) base URL such as https://api-west.millis.ai (got {a.url!r})",
-            )
-    elif a.region not in REGIONS:
-        fail("agent.region", f"must be one of {', '.join(REGIONS)} (got {a.region!r}), or set agent.url")
-    if require_key and not a.private_key:
+    s.agent.check()
+    if require_key and not s.agent.private_key:
         fail("agent.private_key", f"no Millis private key: set {KEY_ENV} or agent.key_file")
-    if a.timeout_s <= 0:
-        fail("agent.timeout_s", "must be positive")
-    if not 0 <= a.receive_prefetch <= 15:
-        fail("agent.receive_prefetch", "must be between 0 and 15 packets")
-    if a.jitter_buffer not in JITTER_BUFFERS:
-        fail("agent.jitter_buffer", f"must be one of {', '.join(JITTER_BUFFERS)} (got {a.jitter_buffer!r})")
-    if a.codecs not in CODEC_PATHS:
-        fail("agent.codecs", f"must be one of {', '.join(CODEC_PATHS)} (got {a.codecs!r})")
-    for url in a.ice_servers:
-        if not url.startswith(("stun:", "turn:", "turns:")):
-            fail("agent.ice_servers", f"{url!r} must start with stun:, turn: or turns:")
-    c = s.call
-    for name in (
-        "max_duration_s",
-        "alone_after_s",
-        "lobby_timeout_s",
-        "host_absent_timeout_s",
-        "ui_stuck_s",
-        "network_retry_s",
-    ):
-        if getattr(c, name) <= 0:
-            fail(f"call.{name}", "must be a positive number of seconds")
-    if not 0 <= c.join_retries <= 10:
-        fail("call.join_retries", "must be between 0 and 10")
-    if c.join_retry_delay_s < 0:
-        fail("call.join_retry_delay_s", "must be >= 0 seconds")
+    s.call.join_policy()  # the parts' own rules, through the one mapping from settings to options
+    s.call.call_policy()
     if not s.bot.name.strip():
         fail("bot.name", "must not be empty")
     if len(s.bot.name) > 64:
@@ -418,8 +521,8 @@ def _validate(s: Settings, require_key: bool) -> None:
         fail("scheduler.launcher", f"must be one of {', '.join(LAUNCHERS)} (got {sc.launcher!r})")
     if sc.broker_url and not sc.broker_url.startswith(("redis://", "rediss://", "redis+socket://")):
         fail("scheduler.broker_url", "must be a Redis URL such as redis://redis:6379/0")
-    # broker_url is checked where it is used (serve's cluster_options, the worker's worker_options): a bot
-    # on a worker host reads the same settings without the service's broker (its URL never reaches a bot).
+    # broker_url is checked where it is used (ClusterOptions and WorkerOptions.from_settings): a bot on a
+    # worker host reads the same settings without the service's broker (its URL never reaches a bot).
     if sc.host_timeout_s <= 0:
         fail("scheduler.host_timeout_s", "must be a positive number of seconds")
     if not 0 <= sc.relaunch_attempts <= 10:

@@ -25,10 +25,13 @@ class _Server(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def api_client(service: BotService, metrics_token: str = "") -> AsyncIterator[httpx.AsyncClient]:
-    """Serves `service` (already started; the app closes it when it stops) and yields a client of it."""
+async def api_client(
+    service: BotService, metrics_token: str = "", start_service: bool = False
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Serves `service` (already started, or started by the app with `start_service`; the app closes it
+    when it stops) and yields a client of it."""
     sock = listen_socket("127.0.0.1", 0)
-    app = create_app(service, TOKEN, start_service=False, metrics_token=metrics_token)
+    app = create_app(service, TOKEN, start_service=start_service, metrics_token=metrics_token)
     server = _Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     await wait_for(lambda: server.started or task.done(), 30, "the API server")

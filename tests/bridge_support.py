@@ -11,7 +11,7 @@ from bot.agent.millis import MillisConfig, MillisEndpoint
 from bot.agent.peer import PeerOptions
 from bot.audio import AudioDevices, PcmCapture, PcmPlayback
 from bot.audio.analysis import dominant_frequency, rms_dbfs
-from bot.audio.pcm import BYTES_PER_FRAME
+from bot.audio.frames import BYTES_PER_FRAME
 from bot.bridge import Bridge, BridgeEvent, BridgeOptions
 from bot.testing.agent import StandInAgent
 

@@ -405,7 +405,7 @@ class Meetings:
 def window_levels(samples: Any, hz: float, step_s: float = 0.1) -> list[tuple[float, bool]]:
     """(level in dBFS, whether `hz` dominates) of each `step_s` window of mono float32 48 kHz `samples`."""
     from bot.audio.analysis import dominant_frequency, rms_dbfs
-    from bot.audio.pcm import SAMPLE_RATE
+    from bot.audio.frames import SAMPLE_RATE
     from bot.testing.participant import to_pcm
 
     n = int(SAMPLE_RATE * step_s)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.audio import AudioDevices
+from bot.browser.display import VirtualDisplay
 from bot.system.processes import descendants
 from bot.testing.agent import StandInAgent
 from tests.bridge_support import KEY
@@ -66,6 +67,17 @@ async def devices() -> AsyncIterator[AudioDevices]:
         yield audio
     finally:
         await audio.close()
+
+
+@pytest.fixture
+async def display() -> AsyncIterator[VirtualDisplay]:
+    """A private X display (Xvfb) at the bot's screen size: for a headful browser, XTEST hands, or the
+    login window (the user's desktop, in a real sign-in)."""
+    d = await VirtualDisplay().start()
+    try:
+        yield d
+    finally:
+        await d.close()
 
 
 @pytest.fixture

@@ -114,16 +114,9 @@ def main() -> int:
 def call_stats() -> BotEvent:
     """What the bridge reports of a call so far (the metrics tests check these figures move)."""
     return Stats(
-        frames_out=250,
-        frames_in=250,
-        bytes_out=480_000,
-        bytes_in=480_000,
-        dropped=3,
-        level_out_dbfs=-30.0,
-        level_in_dbfs=-30.0,
-        reconnects=1,
-        reply_delay_ms=250.0,
-    )
+        frames_out=250, frames_in=250, bytes_out=480_000, bytes_in=480_000, dropped=3,
+        level_out_dbfs=-30.0, level_in_dbfs=-30.0, reconnects=1, reply_delay_ms=250.0,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -109,6 +109,12 @@ class JoinRun:
         assert self._proc is not None
         return self._proc.pid
 
+    # Defined before `signal()`: below it, `signal` in this class body is that method, not the module.
+    async def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 15) -> int:
+        """Asks the bot to stop as a supervisor (SIGTERM) or Ctrl+C (SIGINT) does; returns its exit code."""
+        self.signal(sig)
+        return await self.wait(timeout)
+
     def signal(self, sig: signal.Signals) -> None:
         assert self._proc is not None
         self._proc.send_signal(sig)

@@ -34,7 +34,7 @@ from bot.agent.peer import (
     tune_senders,
 )
 from bot.audio.analysis import dominant_frequency, tone
-from bot.audio.pcm import BYTES_PER_FRAME, FrameQueue, PcmFrame
+from bot.audio.frames import BYTES_PER_FRAME, FrameQueue, PcmFrame
 from bot.bridge.media import PcmTrack, ToMono, pcm_to_frame
 
 OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=96)
@@ -237,7 +237,6 @@ async def test_audio_flows_both_ways_through_the_seams(theirs: str, monkeypatch:
 
 
 def test_codecs_option_is_validated_and_read_from_settings() -> None:
-    from bot.call.config import peer_options
     from bot.settings import SettingsError, load_settings
 
     with pytest.raises(ValueError, match="codecs"):
@@ -245,6 +244,6 @@ def test_codecs_option_is_validated_and_read_from_settings() -> None:
     assert PeerOptions().codecs == "inline"
     layer = {"agent": {"agent_id": "a"}}
     env = {"BOT_AGENT_CODECS": "aiortc"}
-    assert peer_options(load_settings(None, env, layer, require_key=False)).codecs == "aiortc"
+    assert load_settings(None, env, layer, require_key=False).agent.peer_options().codecs == "aiortc"
     with pytest.raises(SettingsError, match=r"agent\.codecs"):
         load_settings(None, {"BOT_AGENT_CODECS": "threads"}, layer, require_key=False)

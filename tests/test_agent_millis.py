@@ -222,11 +222,10 @@ async def test_key_never_logged_even_when_echoed_back(
 
 def test_settings_and_options_never_show_the_key() -> None:
     from bot.bridge import BridgeOptions
-    from bot.call.config import millis_config
     from bot.settings import load_settings
 
     settings = load_settings(env={"MILLIS_PRIVATE_KEY": KEY, "BOT_AGENT_AGENT_ID": "a1"})
     assert settings.agent.private_key == KEY
-    for obj in (settings, settings.agent, millis_config(settings)):
+    for obj in (settings, settings.agent, settings.agent.millis_config()):
         assert KEY not in repr(obj) and KEY not in str(obj)
     assert KEY not in repr(BridgeOptions())

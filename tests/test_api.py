@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from bot.service.api import create_app, listen_socket
 from bot.service.outbox import WebhookOptions
 from bot.service.scheduler import BotService, SchedulerConfig
-from tests.scheduler_support import MEET_URL, fake_launcher, wait_for
-
-TOKEN = "test-token-0123456789abcdef"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:  # leave pytest's signal handling alone
-        yield
+from tests.api_support import AUTH, TOKEN, api_client
+from tests.scheduler_support import MEET_URL, fake_launcher
 
 
 @pytest.fixture
@@ -35,18 +24,8 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
         fake_launcher(),
         webhooks=WebhookOptions(secret="hook-secret-0123456789"),
     )
-    sock = listen_socket("127.0.0.1", 0)
-    server = _Server(uvicorn.Config(create_app(service, TOKEN), log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    await wait_for(lambda: server.started or task.done(), 30, "the API server")
-    port = sock.getsockname()[1]
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
-            yield c
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
+    async with api_client(service, start_service=True) as c:
+        yield c
 
 
 def future(seconds: float = 3600) -> str:

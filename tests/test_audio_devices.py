@@ -14,7 +14,7 @@ import pytest
 from bot.audio import AudioDevices, PcmCapture, PcmPlayback, streams
 from bot.audio.analysis import dominant_frequency, rms_dbfs, silence, tone
 from bot.audio.devices import PulseDaemon
-from bot.audio.pcm import FrameQueue, PcmFrame
+from bot.audio.frames import FrameQueue, PcmFrame
 from bot.audio.streams import wait_for_streams
 from bot.system.processes import stop_process
 

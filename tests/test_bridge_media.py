@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bot.audio.analysis import rms_dbfs, silence, tone
-from bot.audio.pcm import BYTES_PER_FRAME, FrameQueue, PcmFrame
+from bot.audio.frames import BYTES_PER_FRAME, FrameQueue, PcmFrame
 from bot.bridge.media import SILENT_FRAME, LevelMeter, PcmTrack, ReplyClock, ToMono, is_silent, pcm_to_frame
 
 

@@ -28,8 +28,14 @@ from bot.agent.base import AgentEndpoint
 from bot.agent.errors import AgentAuthError, AgentError, AgentUnavailable
 from bot.aio import cancel_and_wait
 from bot.audio.analysis import tone
-from bot.audio.frames import FrameSink, FrameSource
-from bot.audio.pcm import BYTES_PER_FRAME, SAMPLES_PER_FRAME, FrameQueue, PcmFrame
+from bot.audio.frames import (
+    BYTES_PER_FRAME,
+    SAMPLES_PER_FRAME,
+    FrameQueue,
+    FrameSink,
+    FrameSource,
+    PcmFrame,
+)
 from bot.bridge import Bridge, BridgeOptions, Link
 from bot.bridge.media import SILENT_FRAME, PcmTrack, is_silent
 from tests.bridge_support import Events

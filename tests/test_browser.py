@@ -12,7 +12,7 @@ import pytest
 
 from bot.audio import AudioDevices, PcmCapture
 from bot.audio.analysis import dominant_frequency
-from bot.audio.pcm import FRAME_MS
+from bot.audio.frames import FRAME_MS
 from bot.audio.streams import wait_for_streams
 from bot.browser.launch import BotBrowser
 from bot.settings import BrowserSection

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import re
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -93,15 +92,6 @@ async def test_a_real_run_has_no_test_only_or_automation_switches(
     assert env.get("DISPLAY") == expected_display
     assert "WAYLAND_DISPLAY" not in env
     assert isinstance(hands, XTestHands if display == "xvfb" else PlaywrightHands)
-
-
-@pytest.fixture
-async def display() -> AsyncIterator[VirtualDisplay]:
-    d = await VirtualDisplay().start()
-    try:
-        yield d
-    finally:
-        await d.close()
 
 
 async def test_two_bots_on_one_profile_each_run_on_their_own_copy(

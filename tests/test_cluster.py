@@ -323,14 +323,14 @@ def test_sigterm_with_drain_handoff_moves_the_bots_to_another_host(cluster: Clus
 def test_a_bot_reads_the_services_launcher_without_its_broker() -> None:
     """A worker passes its environment to its bots without BOT_BROKER_URL (never given to a bot): a bot
     reading scheduler.launcher = celery must still start. Only the service needs the broker."""
-    from bot.call.config import cluster_options
+    from bot.cluster.celery_launcher import ClusterOptions
     from bot.settings import load_settings
 
     env = {"BOT_SCHEDULER_LAUNCHER": "celery", "MILLIS_PRIVATE_KEY": "a-key"}
     settings = load_settings(env=env)
     assert settings.scheduler.launcher == "celery" and not settings.scheduler.broker_url
     with pytest.raises(ValueError, match="BOT_BROKER_URL"):
-        cluster_options(settings)
+        ClusterOptions.from_settings(settings)
 
 
 def test_kubernetes_manifests_are_valid() -> None:

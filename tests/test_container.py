@@ -47,7 +47,12 @@ from tests.container_support import (
 
 IMAGE = "localhost/meeting-bot:test"
 FLOOR = "localhost/meeting-bot-floor:test"
-SIZE_GOAL_BYTES = 400 * 10**6  # the goal: at most 400 MB more than the floor
+SIZE_GOAL_BYTES = 400 * 10**6  # the goal: at most 400 MB more than the floor (scripts/bench-image reports it)
+# The test only guards against a gross regression (a second Chromium, a compiler, a cache left in the
+# image). The size itself is a figure that scripts/bench-image prints beside its floor: it moves by tens of
+# MB with Debian's security updates and a re-pin of requirements.lock, which a hard limit at the goal
+# would turn into failures unrelated to the change under test.
+SIZE_CEILING_BYTES = 550 * 10**6
 BUILD_TIMEOUT_S = 1500  # whichever container test runs first builds both images in its setup
 ENTRYPOINT = ROOT / "scripts" / "entrypoint"
 TOKEN = "container-test-token-0123456789"  # a test-only service token, not a secret
@@ -201,12 +206,14 @@ def entrypoint_argv(args: Sequence[str]) -> list[str]:
 @pytest.mark.container
 @pytest.mark.slow
 @pytest.mark.timeout(BUILD_TIMEOUT_S)
-def test_image_builds_within_size_goal(images: Images, capsys: pytest.CaptureFixture[str]) -> None:
+def test_image_builds_without_gross_size_regression(
+    images: Images, capsys: pytest.CaptureFixture[str]
+) -> None:
     with capsys.disabled():
         print()
         for line in images.report.lines():
             print(line)
-    assert images.report.difference_bytes <= SIZE_GOAL_BYTES, images.report.lines()
+    assert images.report.difference_bytes <= SIZE_CEILING_BYTES, images.report.lines()
 
 
 @pytest.mark.container

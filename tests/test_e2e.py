@@ -125,8 +125,7 @@ async def test_lobby_then_admitted_never_reports_in_call_before_admission(
         assert len(agent.calls) == calls, "the agent was connected while the bot waited in the lobby"
         await room.admit("Lobby Bot")
         await in_call(run)
-        run.signal(signal.SIGINT)
-        assert await run.wait(10) == ExitCode.COMPLETED
+        assert await run.stop(signal.SIGINT, 10) == ExitCode.COMPLETED
     finally:
         await run.close()
         await host.close()
@@ -192,8 +191,7 @@ async def test_sigterm_leaves_the_meeting_and_exits_0_within_5_s(
     try:
         await in_call(run)
         sent = time.monotonic()
-        run.signal(signal.SIGTERM)
-        assert await run.wait(15) == ExitCode.COMPLETED
+        assert await run.stop() == ExitCode.COMPLETED
         took = time.monotonic() - sent
         room = replica.room(platform, mid)
         state = {p.name: p.state for p in room.participants}
@@ -237,8 +235,7 @@ async def test_agent_hangs_up_and_the_bot_reconnects(replica: ReplicaServer, age
         while [e["event"] for e in run.events].count("agent_connected") < 2:
             assert time.monotonic() < deadline, run.kinds()
             await asyncio.sleep(0.2)
-        run.signal(signal.SIGTERM)
-        assert await run.wait(15) == ExitCode.COMPLETED
+        assert await run.stop() == ExitCode.COMPLETED
     finally:
         await run.close()
         await host.close()
@@ -270,8 +267,7 @@ async def test_a_bot_in_a_call_runs_the_lean_levers(replica: ReplicaServer, agen
         kinds = list(kind_of.values())
         drivers = [pid for pid, kind in kind_of.items() if kind == "Playwright driver (node)"]
         driver_env = environ(drivers[0]) if drivers else {}
-        run.signal(signal.SIGTERM)
-        assert await run.wait(15) == ExitCode.COMPLETED
+        assert await run.stop() == ExitCode.COMPLETED
     finally:
         await run.close()
         await host.close()
@@ -378,8 +374,7 @@ async def test_speech_both_ways_with_the_clients_audio_processing_on(
             await asyncio.sleep(0.1)
         await asyncio.sleep(4)  # the agent's sentence (~3.7 s) and its way back
         _, samples = await host.heard_since(started + len(speech) / 96_000)
-        run.signal(signal.SIGTERM)
-        assert await run.wait(15) == ExitCode.COMPLETED
+        assert await run.stop() == ExitCode.COMPLETED
     finally:
         await run.close()
         await host.close()

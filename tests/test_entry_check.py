@@ -5,7 +5,6 @@ input does not. (What the bot's own browser shows the check: tests/test_browser_
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -28,15 +27,6 @@ def replica_flags(replica: ReplicaServer) -> list[str]:
         "--use-fake-ui-for-media-stream",
         "--use-fake-device-for-media-stream",
     ]
-
-
-@pytest.fixture
-async def display() -> AsyncIterator[VirtualDisplay]:
-    d = await VirtualDisplay().start()
-    try:
-        yield d
-    finally:
-        await d.close()
 
 
 async def ask_to_join(page: Page, hands: Hands, name: str) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from bot.audio.analysis import dominant_frequency
-from bot.audio.pcm import SAMPLE_RATE
+from bot.audio.frames import SAMPLE_RATE
 from bot.service.bot_request import validate_request
 from bot.service.launchers import LocalProcessLauncher
 from bot.service.scheduler import SchedulerConfig

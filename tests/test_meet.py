@@ -29,6 +29,7 @@ from bot.testing.participant import Participant, to_pcm
 from bot.testing.replica.meet_pages import CALL_ENDED, HOST_ENDED, MeetClientOptions, MeetPages
 from bot.testing.replica.room import Room
 from bot.testing.replica.server import ReplicaServer
+from tests.adapter_support import artifacts_show, bot_parts, replica_server, running
 from tests.bridge_support import loud_frequency
 
 pytestmark = [pytest.mark.pulse, pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
@@ -58,14 +59,9 @@ class Replica:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def replica() -> AsyncIterator[Replica]:
-    server = ReplicaServer()
-    meet = MeetPages()
-    server.add_pages(meet)  # our own handle on the pages, to set client options per meeting
-    await server.start()
-    try:
+    meet = MeetPages()  # our own handle on the pages, to set client options per meeting
+    async with replica_server(meet) as server:
         yield Replica(server, meet)
-    finally:
-        await server.close()
 
 
 @dataclass
@@ -96,31 +92,15 @@ class Bot:
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def bot(replica: Replica, tmp_path: Path) -> AsyncIterator[Bot]:
-    devices = AudioDevices()
-    await devices.start()
-    browser = BotBrowser(replica.server.browser_section(), tmp_path / "artifacts")
-    b = Bot(devices, browser)
     started = time.monotonic()
-    try:
-        yield b
-    finally:
-        if b.meet is not None:
-            await asyncio.wait_for(b.meet.leave(), 10)
-        await browser.close()
-        await devices.close()
-        print(f"[meet test took {time.monotonic() - started:.1f} s]")
-
-
-def artifacts_show(failure: JoinFailure, text: str) -> None:
-    """The failure carries a non-empty screenshot and the page HTML (saved by the browser before the
-    adapter navigated anywhere), and the HTML shows `text`."""
-    suffixes = sorted(p.suffix for p in failure.artifacts)
-    assert suffixes == [".html", ".png"], failure.artifacts
-    for path in failure.artifacts:
-        assert path.stat().st_size > 0
-    assert failure.artifacts[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    html = next(p for p in failure.artifacts if p.suffix == ".html").read_text()
-    assert text in html
+    async with bot_parts(replica.server, tmp_path) as (devices, browser):
+        b = Bot(devices, browser)
+        try:
+            yield b
+        finally:
+            if b.meet is not None:
+                await asyncio.wait_for(b.meet.leave(), 10)
+    print(f"[meet test took {time.monotonic() - started:.1f} s]")
 
 
 async def eventually(check: Callable[[], bool], timeout: float) -> bool:
@@ -176,8 +156,7 @@ async def test_lobby_reports_awaiting_and_only_admission_reports_in_call(bot: Bo
     code = new_code("lobby-admit")
     room = replica.room(code)
     room.config.lobby = True
-    join = asyncio.create_task(bot.join(code))
-    try:
+    async with running(bot.join(code)) as join:
         await in_lobby(bot, room)
         await asyncio.sleep(1.5)  # the lobby shows "Leave call", toggles and a self tile: still waiting
         assert not join.done()
@@ -186,8 +165,6 @@ async def test_lobby_reports_awaiting_and_only_admission_reports_in_call(bot: Bo
         assert "Asking to be let in" in await page_text(bot.meet)
         await room.admit(NAME)
         await asyncio.wait_for(join, 5)
-    finally:
-        join.cancel()
     assert bot.states == [CallState.JOINING, CallState.AWAITING_ADMISSION, CallState.IN_CALL]
 
 
@@ -230,15 +207,12 @@ async def test_waiting_for_the_host_then_host_arrives(bot: Bot, replica: Replica
     code = new_code("host-arrives")
     room = replica.room(code)
     room.config.host_present = False
-    join = asyncio.create_task(bot.join(code))
-    try:
+    async with running(bot.join(code)) as join:
         await room.wait_for(NAME, "host_absent", 10)
         assert await eventually(lambda: CallState.AWAITING_ADMISSION in bot.states, 5)
         assert not join.done()
         await room.start_host()
         await asyncio.wait_for(join, 5)
-    finally:
-        join.cancel()
     assert bot.states == [CallState.JOINING, CallState.AWAITING_ADMISSION, CallState.IN_CALL]
 
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from bot.service.outbox import DeliveryState, WebhookDispatcher, WebhookOptions
+from bot.service.outbox import DeliveryState, WebhookDispatcher, WebhookOptions, store_with_outbox
 from bot.service.scheduler import BotService, SchedulerConfig
-from bot.service.store import BotState, BotStore, make_engine
+from bot.service.store import BotState, make_engine
 from bot.testing.postgres import PostgresServer
 from tests.api_support import AUTH, api_client, sample, scrape
 from tests.scheduler_support import fake_launcher, fake_request, wait_for, wait_state
@@ -135,8 +135,7 @@ async def test_a_bots_later_events_wait_for_its_earlier_ones(tmp_path: Path) -> 
 
     receiver = WebhookReceiver(SECRET, fail_when=refuse)
     await receiver.start()
-    store = BotStore(make_engine(db(tmp_path)))
-    outbox = store.outbox
+    store, outbox = store_with_outbox(make_engine(db(tmp_path)))
     # Quick retries, but a long span: the age rule must not end the refused event under a loaded CPU.
     dispatcher = WebhookDispatcher(outbox, hooks((0.2, 0.2, 0.2, 10.0)))
     try:
@@ -275,14 +274,14 @@ def test_retry_policy(tmp_path: Path) -> None:
     """The schedule with exact times: each failed attempt waits the next delay; after the last one the
     event is dead. An event already older than the whole schedule (it waited behind a dead one) gets one
     attempt: a receiver gone for good costs the schedule's span once per bot, not once per event."""
-    store = BotStore(make_engine(db(tmp_path)))
+    store, outbox = store_with_outbox(make_engine(db(tmp_path)))
     try:
         t0 = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
         bot = store.create(
             meeting_url="u", agent_id="x", request={"webhook_url": "http://h/x"}, join_at=t0, run_at=t0
         ).id
         store.add_event(bot, {"event": "note", "at": t0.isoformat(), "id": "later"})
-        outbox, schedule = store.outbox, (5.0, 30.0, 120.0)
+        schedule = (5.0, 30.0, 120.0)
         first, later = outbox.deliveries(bot)
         created = first.created_at
         at = created

@@ -9,9 +9,11 @@ show the variant. The replicas pick a variant per meeting (`MeetClientOptions`, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import signal
 import time
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +75,32 @@ def saved_page(run: JoinRun, folder: Path) -> tuple[Path, str]:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = "\n".join(p.read_text() for p in saved if p.suffix == ".html")
     return png, html
+
+
+@contextlib.asynccontextmanager
+async def with_host(
+    replica: ReplicaServer,
+    agent: StandInAgent,
+    platform: str,
+    mid: str,
+    url: str,
+    agent_id: str = "echo",
+    args: Sequence[str] = (),
+) -> AsyncIterator[tuple[JoinRun, Participant]]:
+    """A person in the meeting (its host) and the bot's run joining it; both closed afterwards."""
+    host = await person(replica, platform, mid)
+    run = await JoinRun(url, agent_id, replica_env(replica, agent), args).start()
+    try:
+        yield run, host
+    finally:
+        await run.close()
+        await host.close()
+
+
+async def hang_up(run: JoinRun) -> None:
+    """SIGTERM, as a user stops the bot: it leaves and exits completed."""
+    run.signal(signal.SIGTERM)
+    assert await run.wait(15) == ExitCode.COMPLETED
 
 
 async def fails(run: JoinRun, code: str, exit_code: ExitCode, timeout: float = 60) -> dict[str, Any]:
@@ -140,9 +168,8 @@ async def test_3_alone_rule_reads_every_form_of_the_participant_count(
     label, or (no count at all) read from the tiles, which the bot says in its log."""
     code = meet_code()
     meet_options(replica, code, people=people, controls_hide_ms=500)
-    host = await person(replica, "meet", code)
-    run = await JoinRun(meet_url(code), "echo", replica_env(replica, agent), ["--alone-after=2"]).start()
-    try:
+    alone_after = ["--alone-after=2"]
+    async with with_host(replica, agent, "meet", code, meet_url(code), "echo", alone_after) as (run, host):
         await in_call(run)
         await asyncio.sleep(3)  # two in the call, the bar long hidden: not alone
         assert "ended" not in run.kinds()
@@ -150,9 +177,6 @@ async def test_3_alone_rule_reads_every_form_of_the_participant_count(
         left_at = time.monotonic()
         assert await run.wait(30) == ExitCode.COMPLETED
         took = time.monotonic() - left_at
-    finally:
-        await run.close()
-        await host.close()
     assert run.last("ended")["reason"] == "alone"
     # Without any count the tiles are read after 10 s of looking (bot.platforms.meet._COUNT_FALLBACK_S).
     assert took < (20 if people == "tiles" else 10), took
@@ -167,17 +191,13 @@ async def test_4_alone_rule_fires_with_the_control_bar_hidden(
     pointer movement; the bot moves the pointer before each look and still sees the count."""
     code = meet_code()
     meet_options(replica, code, controls_hide="remove", controls_hide_ms=500)
-    host = await person(replica, "meet", code)
-    run = await JoinRun(meet_url(code), "echo", replica_env(replica, agent), ["--alone-after=2"]).start()
-    try:
+    alone_after = ["--alone-after=2"]
+    async with with_host(replica, agent, "meet", code, meet_url(code), "echo", alone_after) as (run, host):
         await in_call(run)
         await asyncio.sleep(2)
         assert "ended" not in run.kinds()  # a hidden bar is not the end of the call
         await host.leave()
         assert await run.wait(30) == ExitCode.COMPLETED
-    finally:
-        await run.close()
-        await host.close()
     assert run.last("ended")["reason"] == "alone"
 
 
@@ -186,18 +206,13 @@ async def test_5_meet_call_that_navigates_away_ends_within_5_s(
 ) -> None:
     code = meet_code()
     meet_options(replica, code, end_navigates_to="/")
-    host = await person(replica, "meet", code)
-    run = await JoinRun(meet_url(code), "echo", replica_env(replica, agent)).start()
-    try:
+    async with with_host(replica, agent, "meet", code, meet_url(code)) as (run, _):
         await in_call(run)
         await replica.room("meet", code).end()
         ended_at = time.monotonic()
         await run.wait_event("ended", 10)
         took = time.monotonic() - ended_at
         assert await run.wait(15) == ExitCode.COMPLETED
-    finally:
-        await run.close()
-        await host.close()
     assert run.last("ended")["reason"] == "call_ended"
     assert took < 5, took
 
@@ -210,9 +225,8 @@ async def test_6_and_16_popups_outside_dialogs_are_dismissed_and_leave_call_stil
     code = meet_code()
     meet_options(replica, code, banner="both")
     room = replica.room("meet", code)
-    host = await person(replica, "meet", code)
-    run = await JoinRun(meet_url(code), "echo", replica_env(replica, agent), ["--name=Polite Bot"]).start()
-    try:
+    polite = ["--name=Polite Bot"]
+    async with with_host(replica, agent, "meet", code, meet_url(code), "echo", polite) as (run, _):
         await in_call(run)
         await asyncio.sleep(1)  # the "Got it" card came (and was clicked away while the bot watched)
         sent = time.monotonic()
@@ -220,9 +234,6 @@ async def test_6_and_16_popups_outside_dialogs_are_dismissed_and_leave_call_stil
         await room.wait_for("Polite Bot", "left", 10)
         took = time.monotonic() - sent
         assert await run.wait(15) == ExitCode.COMPLETED
-    finally:
-        await run.close()
-        await host.close()
     assert ("goodbye", "Polite Bot") in [(e, n) for _, e, n in room.log], "left by closing the page"
     assert took < 5, took
 
@@ -251,18 +262,12 @@ async def test_8_and_15_person_hears_the_agent_with_each_unmute_label(
     state then shows in the icon and the word under it). The bot unmutes: the person hears the agent."""
     mid = zoom_id()
     zoom_options(replica, mid, audio_labels=labels, mic_starts_muted=True)
-    host = await person(replica, "zoom", mid)
-    run = await JoinRun(zoom_url(mid), "tone-660", replica_env(replica, agent)).start()
-    try:
+    async with with_host(replica, agent, "zoom", mid, zoom_url(mid), "tone-660") as (run, host):
         await in_call(run)
         started = await host.play_tone(440, 3.0)
         await asyncio.sleep(3.3)
         _, samples = await host.heard_since(started)
-        run.signal(signal.SIGTERM)
-        assert await run.wait(15) == ExitCode.COMPLETED
-    finally:
-        await run.close()
-        await host.close()
+        await hang_up(run)
     reply = to_pcm(samples)
     reply = reply[len(reply) // 2 :]
     assert rms_dbfs(reply) > -45, f"the person did not hear the agent with the {labels!r} labels"
@@ -276,15 +281,9 @@ async def test_9_preview_toggles_microphone_on_camera_off(
 ) -> None:
     mid = zoom_id()
     zoom_options(replica, mid, preview_audio_on=False, preview_video_on=True)
-    host = await person(replica, "zoom", mid)
-    run = await JoinRun(zoom_url(mid), "echo", replica_env(replica, agent)).start()
-    try:
+    async with with_host(replica, agent, "zoom", mid, zoom_url(mid)) as (run, _):
         await in_call(run)
-        run.signal(signal.SIGTERM)
-        assert await run.wait(15) == ExitCode.COMPLETED
-    finally:
-        await run.close()
-        await host.close()
+        await hang_up(run)
     media = [e for _, e, n in replica.room("zoom", mid).log if n == "AI Agent" and e[:4] in ("mic_", "vide")]
     assert media[:2] == ["mic_on", "video_off"], media  # what the call started with
 
@@ -309,15 +308,9 @@ async def test_11_bot_wall_in_a_closed_shadow_root_is_cleared_by_a_reload(
     mid = zoom_id()
     replica.room("zoom", mid).configure(bot_wall=True, bot_wall_clears_after=1)
     zoom_options(replica, mid, bot_wall_style="shadow")
-    host = await person(replica, "zoom", mid)
-    run = await JoinRun(zoom_url(mid), "echo", replica_env(replica, agent)).start()
-    try:
+    async with with_host(replica, agent, "zoom", mid, zoom_url(mid)) as (run, _):
         await in_call(run)
-        run.signal(signal.SIGTERM)
-        assert await run.wait(15) == ExitCode.COMPLETED
-    finally:
-        await run.close()
-        await host.close()
+        await hang_up(run)
     assert "reload" in run.stderr.decode().lower()
 
 
@@ -354,18 +347,13 @@ async def test_12_zoom_end_by_navigation_or_meeting_is_end_now(
 ) -> None:
     mid = zoom_id()
     zoom_options(replica, mid, end_style=style, end_url="/postattendee")
-    host = await person(replica, "zoom", mid)
-    run = await JoinRun(zoom_url(mid), "echo", replica_env(replica, agent)).start()
-    try:
+    async with with_host(replica, agent, "zoom", mid, zoom_url(mid)) as (run, _):
         await in_call(run)
         await replica.room("zoom", mid).end()
         ended_at = time.monotonic()
         await run.wait_event("ended", 10)
         took = time.monotonic() - ended_at
         assert await run.wait(15) == ExitCode.COMPLETED
-    finally:
-        await run.close()
-        await host.close()
     assert run.last("ended")["reason"] == reason
     assert took < 5, took
 
@@ -380,19 +368,14 @@ async def test_13_leave_through_the_frame_and_without_enter(
     mid = zoom_id()
     zoom_options(replica, mid, leave_confirm=confirm)
     room = replica.room("zoom", mid)
-    host = await person(replica, "zoom", mid)
     url = f"https://app.zoom.us/wc/{mid}/join" + (f"?{query}" if query else "")
-    run = await JoinRun(url, "echo", replica_env(replica, agent), ["--name=Leaving Bot"]).start()
-    try:
+    async with with_host(replica, agent, "zoom", mid, url, "echo", ["--name=Leaving Bot"]) as (run, _):
         await in_call(run)
         sent = time.monotonic()
         run.signal(signal.SIGTERM)
         await room.wait_for("Leaving Bot", "left", 10)
         took = time.monotonic() - sent  # until the others see the bot gone (exit time: test_e2e's)
         assert await run.wait(15) == ExitCode.COMPLETED
-    finally:
-        await run.close()
-        await host.close()
     assert (("goodbye", "Leaving Bot") in [(e, n) for _, e, n in room.log]) is goodbye
     assert took < 5, took
 
@@ -403,15 +386,9 @@ async def test_14_terms_dialog_with_a_mask_on_load_is_accepted_first(
 ) -> None:
     mid = zoom_id()
     zoom_options(replica, mid, terms_modal=terms)
-    host = await person(replica, "zoom", mid)
-    run = await JoinRun(zoom_url(mid), "echo", replica_env(replica, agent)).start()
-    try:
+    async with with_host(replica, agent, "zoom", mid, zoom_url(mid)) as (run, _):
         await in_call(run)
-        run.signal(signal.SIGTERM)
-        assert await run.wait(15) == ExitCode.COMPLETED
-    finally:
-        await run.close()
-        await host.close()
+        await hang_up(run)
 
 
 # ---- both platforms ------------------------------------------------------------------------------------
@@ -433,17 +410,11 @@ async def test_17_network_error_is_retried_then_joins(replica: ReplicaServer, ag
     mid = zoom_id()
     room = replica.room("zoom", mid)
     room.configure(network_down=True)
-    host = await person(replica, "zoom", mid)
-    run = await JoinRun(zoom_url(mid), "echo", replica_env(replica, agent)).start()
-    try:
+    async with with_host(replica, agent, "zoom", mid, zoom_url(mid)) as (run, _):
         await room.wait_until(lambda r: len(r.events("dropped_page_load")) >= 2, 30)
         room.configure(network_down=False)
         await in_call(run)
-        run.signal(signal.SIGTERM)
-        assert await run.wait(15) == ExitCode.COMPLETED
-    finally:
-        await run.close()
-        await host.close()
+        await hang_up(run)
 
 
 async def test_17_unreachable_host_is_network_error_naming_the_host(

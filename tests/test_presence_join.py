@@ -13,7 +13,6 @@ import hashlib
 import shutil
 import signal
 import tempfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -141,16 +140,6 @@ async def test_headless_bot_meets_zooms_bot_wall(replica: ReplicaServer, agent: 
         await run.close()
         await host.close()
     assert run.last("failed")["code"] == "bot_detected"
-
-
-@pytest.fixture
-async def display() -> AsyncIterator[VirtualDisplay]:
-    """A display for the login window (the user's desktop, in a real sign-in)."""
-    d = await VirtualDisplay().start()
-    try:
-        yield d
-    finally:
-        await d.close()
 
 
 async def test_signed_in_bot_joins_meet_as_its_account_on_a_copy_of_the_profile(

@@ -7,7 +7,6 @@ import os
 import socket
 import sqlite3
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -61,15 +60,6 @@ def test_check_profile_says_what_to_do(tmp_path: Path):
     assert running_owner(profile) == os.getpid()
     with pytest.raises(ProfileError, match="open in a Chromium"):
         check_profile(profile)
-
-
-@pytest.fixture
-async def display() -> AsyncIterator[VirtualDisplay]:
-    d = await VirtualDisplay().start()
-    try:
-        yield d
-    finally:
-        await d.close()
 
 
 async def login_profile(replica: ReplicaServer, display: VirtualDisplay, profile: Path) -> str:

@@ -131,20 +131,21 @@ async def test_crashing_bots_are_recorded_and_others_keep_running(tmp_path: Path
     assert (done.state, done.end_reason) == (BotState.ENDED, "left")
 
 
-async def test_failed_join_is_recorded_with_its_code(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("behaviour", "code", "failure", "message"),
+    [
+        ("fail", 10, "denied", "someone in the call denied entry"),  # a failed join, with its code
+        ("usage", 2, "usage", "meeting-bot join: webhook.secret: is required with webhook.url"),  # settings
+    ],
+)
+async def test_a_failed_bot_is_recorded_with_its_code_and_message(
+    tmp_path: Path, behaviour: str, code: int, failure: str, message: str
+) -> None:
     async with serving(config(tmp_path), fake_launcher()) as service:
-        record = service.schedule(fake_request("fail"))
+        record = service.schedule(fake_request(behaviour))
         done = await wait_state(service, record.id, ENDED)
-    assert (done.state, done.exit_code, done.failure_code) == (BotState.FAILED, 10, "denied")
-    assert done.message == "someone in the call denied entry"
-
-
-async def test_a_settings_error_is_recorded_with_the_bots_message(tmp_path: Path) -> None:
-    async with serving(config(tmp_path), fake_launcher()) as service:
-        record = service.schedule(fake_request("usage"))
-        done = await wait_state(service, record.id, ENDED)
-    assert (done.state, done.exit_code, done.failure_code) == (BotState.FAILED, 2, "usage")
-    assert done.message == "meeting-bot join: webhook.secret: is required with webhook.url"
+    assert (done.state, done.exit_code, done.failure_code) == (BotState.FAILED, code, failure)
+    assert done.message == message
 
 
 async def test_excess_bots_wait_queued_and_start_when_a_slot_frees(tmp_path: Path) -> None:

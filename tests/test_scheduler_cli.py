@@ -93,15 +93,25 @@ def test_the_same_commands_through_the_api(served: str) -> None:
     assert r.returncode == 2 and "refused BOT_API_TOKEN" in r.stderr
 
 
-def test_stopping_the_service_makes_running_bots_leave_and_records_it(tmp_path: Path) -> None:
-    db = f"--db=sqlite:///{tmp_path / 'bots.db'}"
+def start_serve(db: str) -> subprocess.Popen[str]:
+    """`serve` on `db` with fake bots, once it says it serves."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "bot", "serve", "--port=0", db, f"--bot-command={sys.executable} {FAKE_JOIN}"],
         env={**os.environ, "BOT_API_TOKEN": TOKEN}, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    if not first.startswith("serving on "):
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"serve did not start: {first!r}")
+    return proc
+
+
+def test_stopping_the_service_makes_running_bots_leave_and_records_it(tmp_path: Path) -> None:
+    db = f"--db=sqlite:///{tmp_path / 'bots.db'}"
+    proc = start_serve(db)
     try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().startswith("serving on ")
         r = bot("schedule", MEET_URL, "--agent-id", "a", db)  # a client writing to the service's database
         assert r.returncode == 0, r.stderr
         deadline = time.monotonic() + 60
@@ -119,13 +129,8 @@ def test_a_killed_service_takes_no_bot_with_it_unsupervised(tmp_path: Path) -> N
     # SIGKILL leaves the service no chance to stop its bots: each bot gets SIGTERM from the kernel
     # (parent-death signal) and leaves; the next start records the bot's end as unknown (crashed).
     db = f"--db=sqlite:///{tmp_path / 'bots.db'}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bot", "serve", "--port=0", db, f"--bot-command={sys.executable} {FAKE_JOIN}"],
-        env={**os.environ, "BOT_API_TOKEN": TOKEN}, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    proc = start_serve(db)
     try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().startswith("serving on ")
         assert bot("schedule", MEET_URL, "--agent-id", "a", db).returncode == 0
         deadline = time.monotonic() + 60
         while (record := json.loads(bot("list", "--json", db).stdout)[0])["state"] != "in_call":

@@ -78,6 +78,22 @@ def test_unknown_setting_and_key_in_file_are_refused(tmp_path: Path) -> None:
         load_settings(cfg, {"MILLIS_PRIVATE_KEY": KEY})
 
 
+def test_service_tokens_come_from_the_environment_only(tmp_path: Path) -> None:
+    token, metrics = "api-token-0123456789abcdef", "metrics-token-0123456789"
+    env = {"BOT_API_TOKEN": token, "BOT_METRICS_TOKEN": metrics}
+    s = load_settings(None, env, require_key=False)
+    assert (s.scheduler.api_token, s.scheduler.metrics_token) == (token, metrics)
+    assert token not in repr(s) and metrics not in repr(s)
+    cfg = tmp_path / "bot.toml"
+    for key in ("api_token", "metrics_token"):
+        cfg.write_text(f'[scheduler]\n{key} = "{token}"\n')
+        with pytest.raises(
+            SettingsError, match=rf"scheduler\.{key} must not be stored in a config file"
+        ) as err:
+            load_settings(cfg, {}, require_key=False)
+        assert token not in str(err.value)
+
+
 def test_key_file_and_secret_never_in_repr(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     key_file = tmp_path / "key"
     key_file.write_text(KEY + "\n")
@@ -166,7 +182,7 @@ def test_empty_environment_values(tmp_path: Path) -> None:
 
 
 def test_scheduler_settings_from_toml_env_and_flags(tmp_path: Path) -> None:
-    from bot.call.config import scheduler_config
+    from bot.service.options import SchedulerConfig
 
     cfg = tmp_path / "bot.toml"
     cfg.write_text(
@@ -175,7 +191,7 @@ def test_scheduler_settings_from_toml_env_and_flags(tmp_path: Path) -> None:
     )
     env = {"BOT_SCHEDULER_LEAD_TIME_S": "5", "BOT_DB_URL": "postgresql://bot:pg-secret@db/bots"}
     s = load_settings(cfg, env, {"scheduler": {"max_concurrent_bots": 3}}, require_key=False)
-    config = scheduler_config(s)
+    config = SchedulerConfig.from_settings(s)
     assert config.misfire_grace_s == 60  # file beats default
     assert config.lead_time_s == 5  # env beats file
     assert config.db_url == "postgresql://bot:pg-secret@db/bots"  # BOT_DB_URL, as documented
@@ -184,7 +200,9 @@ def test_scheduler_settings_from_toml_env_and_flags(tmp_path: Path) -> None:
     for text in (repr(s), repr(s.scheduler), repr(config)):
         assert "pg-secret" not in text
     # Without BOT_DB_URL or a file: a SQLite file in the user's state directory.
-    assert scheduler_config(load_settings(None, {}, require_key=False)).db_url.startswith("sqlite:///")
+    assert SchedulerConfig.from_settings(load_settings(None, {}, require_key=False)).db_url.startswith(
+        "sqlite:///"
+    )
     with pytest.raises(SettingsError, match=r"scheduler\.max_concurrent_bots"):
         load_settings(None, {"BOT_SCHEDULER_MAX_CONCURRENT_BOTS": "0"}, require_key=False)
     with pytest.raises(SettingsError, match=r"scheduler\.lead_time_s"):
@@ -254,29 +272,92 @@ def test_each_vocabulary_is_listed_once() -> None:
         PeerOptions(jitter_buffer="big")
 
 
-def test_shipped_config_file_only_shows_the_defaults() -> None:
-    """config/bot.toml repeats no default as a value: its commented-out lines must equal the defaults."""
-    text = DEFAULT_CONFIG.read_text()
+def test_shipped_config_file_is_the_generated_one(capsys: pytest.CaptureFixture[str]) -> None:
+    """config/bot.toml is what `meeting-bot config --defaults` prints (regenerate it after changing a
+    setting: `meeting-bot config --defaults > config/bot.toml`)."""
+    from bot.cli import main
+
+    assert main(["config", "--defaults"]) == 0
+    assert DEFAULT_CONFIG.read_text() == capsys.readouterr().out
+
+
+def test_config_file_only_shows_the_defaults() -> None:
+    """Every line of the generated file is commented out and, uncommented, equals the default."""
+    from bot.commands.config import defaults_file
+
+    text = defaults_file()
     assert tomllib.loads(text).keys() == {f.name for f in dataclasses.fields(Settings)}
     assert all(not values for values in tomllib.loads(text).values())  # nothing set
     shown = tomllib.loads(re.sub(r"(?m)^# (?=[a-z_]+ = )", "", text))
     defaults = Settings()
-    assert sum(len(values) for values in shown.values()) >= 30
-    for section, values in shown.items():
-        for key, value in values.items():
-            assert getattr(getattr(defaults, section), key) == value, f"{section}.{key}"
+    for section in dataclasses.fields(Settings):
+        for setting in dataclasses.fields(getattr(defaults, section.name)):
+            if not setting.metadata["in_file"]:  # secrets belong in the environment
+                assert setting.name not in shown[section.name]
+                continue
+            assert shown[section.name][setting.name] == getattr(getattr(defaults, section.name), setting.name)
+            assert setting.metadata["doc"], f"{section.name}.{setting.name} has no doc"
+    assert load_settings(None, {"MILLIS_PRIVATE_KEY": KEY}) == Settings(
+        agent=dataclasses.replace(Settings().agent, private_key=KEY)
+    )
+
+
+def test_config_command_wants_what_to_print(capsys: pytest.CaptureFixture[str]) -> None:
+    from bot.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["config"])
+    assert exited.value.code == 2
+    assert "--defaults" in capsys.readouterr().err
+
+
+def test_parts_own_the_defaults_and_rules() -> None:
+    """The [agent] and [call] defaults are the parts' options' own, and a part's rule is reported as the
+    setting it came from."""
+    from bot.agent.options import MillisConfig
+    from bot.platforms.base import CallPolicy, JoinPolicy
+
+    a, c = Settings().agent, Settings().call
+    peer = PeerOptions()
+    assert (a.receive_prefetch, a.jitter_buffer, a.codecs) == (
+        peer.receive_prefetch,
+        peer.jitter_buffer,
+        peer.codecs,
+    )
+    assert (a.region, a.timeout_s, a.bearer_fallback) == (
+        MillisConfig.region,
+        MillisConfig.timeout_s,
+        MillisConfig.bearer_fallback,
+    )
+    assert (c.join_retries, c.ui_stuck_s, c.alone_after_s) == (
+        JoinPolicy().retries,
+        JoinPolicy().ui_stuck_s,
+        CallPolicy().alone_after_s,
+    )
+    env = {"MILLIS_PRIVATE_KEY": KEY}
+    for variable, setting in [
+        ("BOT_CALL_JOIN_RETRIES", "call.join_retries"),
+        ("BOT_CALL_JOIN_RETRY_DELAY_S", "call.join_retry_delay_s"),
+        ("BOT_AGENT_RECEIVE_PREFETCH", "agent.receive_prefetch"),
+        ("BOT_AGENT_TIMEOUT_S", "agent.timeout_s"),
+    ]:
+        with pytest.raises(SettingsError, match=rf"^{re.escape(setting)}: "):
+            load_settings(None, {**env, variable: "-1"})
+    with pytest.raises(SettingsError, match=r"^agent\.codecs: must be one of inline, aiortc"):
+        load_settings(None, {**env, "BOT_AGENT_CODECS": "gpu"})
+    with pytest.raises(SettingsError, match=r"^agent\.url: must be a full http"):
+        load_settings(None, {**env, "BOT_AGENT_URL": "api.millis.ai"})
 
 
 def test_policies_and_scheduler_take_the_settings_defaults() -> None:
-    from bot.call.config import scheduler_config
     from bot.platforms.base import CallPolicy, JoinPolicy
-    from bot.service.scheduler import SchedulerConfig
+    from bot.service.options import SchedulerConfig
 
     s = load_settings(None, {}, require_key=False)
     config = SessionConfig.from_settings(s)
     assert config.join_policy == JoinPolicy()
     assert config.call_policy == CallPolicy()
-    assert scheduler_config(s) == SchedulerConfig()
+    assert SchedulerConfig.from_settings(s) == SchedulerConfig()
 
 
 def test_key_file_that_cannot_be_read(tmp_path: Path) -> None:

@@ -9,7 +9,13 @@ from hypothesis import strategies as st
 from bot.platforms.urls import MAX_URL_LENGTH, InvalidMeetingUrl, MeetingUrl, parse_meeting_url
 
 MEET = "https://meet.google.com/abc-defg-hij?hl=en"
-WC = "https://app.zoom.us/wc/{}/join"
+
+
+def web_client(url: str, meeting_id: str, query: str = "") -> tuple[str, str, str, str]:
+    """A Zoom link that goes to the browser client on app.zoom.us, with `query` what it keeps."""
+    return (url, "zoom", f"https://app.zoom.us/wc/{meeting_id}/join{query}", meeting_id)
+
+
 ACCEPTED = [
     # Meet: lowercase dashed code, tracking parameters dropped, English forced.
     ("https://meet.google.com/abc-defg-hij", "meet", MEET, "abc-defg-hij"),
@@ -21,35 +27,19 @@ ACCEPTED = [
     ("https://meet.google.com./abc-defg-hij", "meet", MEET, "abc-defg-hij"),
     ("https://meet.google.com/abc-defg-hij?hl=de", "meet", MEET, "abc-defg-hij"),
     # Zoom: /j/ and friends go to the browser client on app.zoom.us; pwd and tk kept byte for byte.
-    (
-        "https://us02web.zoom.us/j/85412345678?pwd=aBcD.1xYz",
-        "zoom",
-        WC.format(85412345678) + "?pwd=aBcD.1xYz",
-        "85412345678",
-    ),
-    ("https://zoom.us/j/1234567890", "zoom", WC.format(1234567890), "1234567890"),
-    (
+    web_client("https://us02web.zoom.us/j/85412345678?pwd=aBcD.1xYz", "85412345678", "?pwd=aBcD.1xYz"),
+    web_client("https://zoom.us/j/1234567890", "1234567890"),
+    web_client(
         "https://acme.zoom.us/j/1234567890?uname=Bob&pwd=p%2Bq%3D&from=addon&tk=Ab-C_d.e~F",
-        "zoom",
-        WC.format(1234567890) + "?pwd=p%2Bq%3D&tk=Ab-C_d.e~F",
         "1234567890",
+        "?pwd=p%2Bq%3D&tk=Ab-C_d.e~F",
     ),
     # Original order kept.
-    (
-        "https://zoom.us/j/1234567890?tk=TOKEN&pwd=PW",
-        "zoom",
-        WC.format(1234567890) + "?tk=TOKEN&pwd=PW",
-        "1234567890",
-    ),
-    ("https://zoom.us/w/98765432101?tk=t0k", "zoom", WC.format(98765432101) + "?tk=t0k", "98765432101"),
-    ("https://zoom.us/wc/join/123456789", "zoom", WC.format(123456789), "123456789"),
-    (
-        "https://app.zoom.us/wc/1234567890/join?fromPWA=1&pwd=x",
-        "zoom",
-        WC.format(1234567890) + "?pwd=x",
-        "1234567890",
-    ),
-    ("https://us06web.zoom.us/wc/1234567890/join/", "zoom", WC.format(1234567890), "1234567890"),
+    web_client("https://zoom.us/j/1234567890?tk=TOKEN&pwd=PW", "1234567890", "?tk=TOKEN&pwd=PW"),
+    web_client("https://zoom.us/w/98765432101?tk=t0k", "98765432101", "?tk=t0k"),
+    web_client("https://zoom.us/wc/join/123456789", "123456789"),
+    web_client("https://app.zoom.us/wc/1234567890/join?fromPWA=1&pwd=x", "1234567890", "?pwd=x"),
+    web_client("https://us06web.zoom.us/wc/1234567890/join/", "1234567890"),
     # Personal links keep their host: only Zoom's launch page resolves the name.
     (
         "https://acme.zoom.us/my/jane.doe?pwd=x1",

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -29,6 +30,7 @@ from bot.testing.participant import Participant, to_pcm
 from bot.testing.replica.room import Room
 from bot.testing.replica.server import ReplicaServer
 from bot.testing.replica.zoom_pages import ZoomClientOptions, ZoomPages
+from tests.adapter_support import artifacts_show, bot_parts, replica_server, running
 from tests.bridge_support import loud_frequency
 
 pytestmark = [pytest.mark.pulse, pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
@@ -52,13 +54,8 @@ class Replica:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def replica() -> AsyncIterator[Replica]:
-    server = ReplicaServer()
-    await server.start()
-    try:
-        zoom = next(p for p in server.pages if isinstance(p, ZoomPages))
-        yield Replica(server, zoom)
-    finally:
-        await server.close()
+    async with replica_server() as server:
+        yield Replica(server, next(p for p in server.pages if isinstance(p, ZoomPages)))
 
 
 @dataclass
@@ -96,32 +93,19 @@ class Bot:
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def bot(replica: Replica, tmp_path: Path) -> AsyncIterator[Bot]:
-    devices = AudioDevices()
-    await devices.start()
-    browser = BotBrowser(replica.server.browser_section(), tmp_path / "artifacts")
-    b = Bot(devices, browser, replica)
-    try:
-        yield b
-    finally:
-        if b.zoom is not None:
-            await asyncio.wait_for(b.zoom.leave(), 10)
-        await browser.close()
-        await devices.close()
+    async with bot_parts(replica.server, tmp_path) as (devices, browser):
+        b = Bot(devices, browser, replica)
+        try:
+            yield b
+        finally:
+            if b.zoom is not None:
+                await asyncio.wait_for(b.zoom.leave(), 10)
 
 
 def wc(meeting_id: str, query: str = "", passcode: str | None = None) -> MeetingUrl:
     """A web-client link as `parse_meeting_url` makes it (used when a test needs a form it never emits)."""
     suffix = f"?{query}" if query else ""
     return MeetingUrl("zoom", f"https://app.zoom.us/wc/{meeting_id}/join{suffix}", meeting_id, passcode)
-
-
-def artifacts_show(failure: JoinFailure, text: str) -> None:
-    suffixes = sorted(p.suffix for p in failure.artifacts)
-    assert suffixes == [".html", ".png"], failure.artifacts
-    for path in failure.artifacts:
-        assert path.stat().st_size > 0
-    html = next(p for p in failure.artifacts if p.suffix == ".html").read_text()
-    assert text in html
 
 
 # ---- joining --------------------------------------------------------------------------------------------
@@ -239,37 +223,33 @@ async def test_unknown_meeting_is_not_found(bot: Bot, replica: Replica) -> None:
     artifacts_show(failure, "This meeting ID is not valid")
 
 
-async def test_waiting_room_then_admitted(bot: Bot, replica: Replica) -> None:
+def waiting_room(bot: Bot, replica: Replica) -> tuple[Room, Coroutine[Any, Any, ZoomPlatform]]:
+    """A meeting with a waiting room, and the bot's join into it (to run while the test decides)."""
     meeting_id = new_id()
     room = replica.room(meeting_id)
     room.config.lobby = True
-    zoom = await bot.open(wc(meeting_id))
-    join = asyncio.create_task(zoom.join(NAME, JoinPolicy(ui_timeout_s=10), bot.states.append))
-    try:
+    return room, bot.join(wc(meeting_id))
+
+
+async def test_waiting_room_then_admitted(bot: Bot, replica: Replica) -> None:
+    room, joining = waiting_room(bot, replica)
+    async with running(joining) as join:
         await room.wait_for(NAME, "waiting", 15)
         await asyncio.sleep(1.0)  # the lobby must not be taken for the call
         assert bot.states == [CallState.JOINING, CallState.AWAITING_ADMISSION]
         assert not join.done()
         await room.admit(NAME)
         await asyncio.wait_for(join, 10)
-    finally:
-        join.cancel()
     assert bot.states == [CallState.JOINING, CallState.AWAITING_ADMISSION, CallState.IN_CALL]
 
 
 async def test_removed_from_the_waiting_room_is_denied(bot: Bot, replica: Replica) -> None:
-    meeting_id = new_id()
-    room = replica.room(meeting_id)
-    room.config.lobby = True
-    zoom = await bot.open(wc(meeting_id))
-    join = asyncio.create_task(zoom.join(NAME, JoinPolicy(ui_timeout_s=10), bot.states.append))
-    try:
+    room, joining = waiting_room(bot, replica)
+    async with running(joining) as join:
         await room.wait_for(NAME, "waiting", 15)
         await room.deny(NAME)
         with pytest.raises(JoinFailure) as caught:
             await asyncio.wait_for(join, 10)
-    finally:
-        join.cancel()
     assert caught.value.code is FailureCode.DENIED
     assert CallState.IN_CALL not in bot.states
 
@@ -288,16 +268,13 @@ async def test_host_starts_within_the_retry_window(bot: Bot, replica: Replica) -
     room = replica.room(meeting_id)
     room.config.host_present = False
     zoom = await bot.open(wc(meeting_id), host_retry_s=0.7)
-    join = asyncio.create_task(
+    async with running(
         zoom.join(NAME, JoinPolicy(ui_timeout_s=10, host_absent_timeout_s=20), bot.states.append)
-    )
-    try:
+    ) as join:
         await asyncio.sleep(2.5)
         assert not join.done()
         await room.start_host()
         await asyncio.wait_for(join, 15)
-    finally:
-        join.cancel()
     assert bot.states[-1] is CallState.IN_CALL
     visits = [v for v in replica.zoom.visits if v.meeting_id == meeting_id]
     assert len(visits) >= 3  # the error page was reloaded until the meeting started
@@ -309,17 +286,14 @@ async def test_host_starts_while_the_client_waits(bot: Bot, replica: Replica) ->
     room.config.host_present = False
     replica.zoom.options[meeting_id] = ZoomClientOptions(host_absent="wait", cookie_banner=False)
     zoom = await bot.open(wc(meeting_id))
-    join = asyncio.create_task(
+    async with running(
         zoom.join(NAME, JoinPolicy(ui_timeout_s=10, host_absent_timeout_s=20), bot.states.append)
-    )
-    try:
+    ) as join:
         await room.wait_for(NAME, "host_absent", 15)
         await asyncio.sleep(1.0)
         assert bot.states == [CallState.JOINING, CallState.AWAITING_ADMISSION]
         await room.start_host()
         await asyncio.wait_for(join, 10)
-    finally:
-        join.cancel()
     assert bot.states == [CallState.JOINING, CallState.AWAITING_ADMISSION, CallState.IN_CALL]
     assert len([v for v in replica.zoom.visits if v.meeting_id == meeting_id]) == 1  # no reloads
 

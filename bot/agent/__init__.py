@@ -1,26 +1,6 @@
-"""Agent endpoints: the offer-in/answer-out seam, Millis, and the aiortc peer setup."""
+"""Agent endpoints: the offer-in/answer-out seam (`base`), Millis (`millis`), the aiortc peer setup
+(`peer`) and their options (`options`, which loads neither aiortc nor httpx).
 
-from bot.agent.base import AgentEndpoint
-from bot.agent.errors import (
-    AgentAuthError,
-    AgentBadAnswer,
-    AgentError,
-    AgentNotFound,
-    AgentTimeout,
-    AgentUnavailable,
-)
-from bot.agent.millis import MillisConfig, MillisEndpoint
-from bot.agent.peer import PeerOptions
-
-__all__ = [
-    "AgentAuthError",
-    "AgentBadAnswer",
-    "AgentEndpoint",
-    "AgentError",
-    "AgentNotFound",
-    "AgentTimeout",
-    "AgentUnavailable",
-    "MillisConfig",
-    "MillisEndpoint",
-    "PeerOptions",
-]
+Nothing is imported here, so that `bot.settings` can take the agent's defaults from `bot.agent.options`
+without loading aiortc.
+"""

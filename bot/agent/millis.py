@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -23,55 +22,11 @@ from bot.agent.errors import (
     AgentTimeout,
     AgentUnavailable,
 )
-from bot.settings import KEY_ENV, REGION_BASES
+from bot.agent.options import KEY_ENV, REGION_BASES, MillisConfig
 
 log = logging.getLogger(__name__)
 
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
-
-
-@dataclass(frozen=True)
-class MillisConfig:
-    """Where and how to reach one Millis agent. The key is hidden from repr and never logged; it is
-    read in one place, `bot.settings` (MILLIS_PRIVATE_KEY or agent.key_file)."""
-
-    agent_id: str
-    private_key: str = field(repr=False)
-    region: str = "us-west"
-    base_url: str | None = None  # overrides region, e.g. a local stand-in
-    metadata: dict[str, Any] | None = None
-    include_metadata_in_prompt: bool = False
-    bearer_fallback: bool = True
-    timeout_s: float = 10.0
-    max_retries: int = 3  # extra attempts when the service is down (5xx, refused), not on 401/404
-    backoff_s: float = 0.5  # first retry delay; doubles each time
-
-    def __post_init__(self) -> None:
-        if not self.agent_id or any(c.isspace() for c in self.agent_id):
-            raise ValueError(f"agent_id must be a Millis agent id without spaces (got {self.agent_id!r})")
-        if not self.private_key.strip():
-            raise ValueError(f"private_key is empty: set {KEY_ENV} or pass a key file")
-        if self.base_url is None:
-            if self.region not in REGION_BASES:
-                raise ValueError(
-                    f"region must be one of {', '.join(REGION_BASES)} (got {self.region!r}), or set base_url"
-                )
-        elif not self.base_url.startswith(("https://", "http://")):
-            raise ValueError(
-                f"base_url must be a full http(s) URL such as https://api-west.millis.ai "
-                f"(got {self.base_url!r})"
-            )
-        if self.timeout_s <= 0:
-            raise ValueError("timeout_s must be positive")
-        if self.max_retries < 0:
-            raise ValueError("max_retries must be >= 0")
-        if self.backoff_s < 0:
-            raise ValueError("backoff_s must be >= 0")
-
-    @property
-    def url(self) -> str:
-        base = self.base_url if self.base_url is not None else REGION_BASES[self.region]
-        return base.rstrip("/") + "/webrtc/offer"
 
 
 class MillisEndpoint:

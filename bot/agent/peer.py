@@ -35,8 +35,7 @@ import asyncio
 import contextvars
 import functools
 import queue
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import aioice.ice
@@ -55,45 +54,7 @@ from aiortc.rtcrtpreceiver import RemoteStreamTrack
 
 from bot.agent.codecs import InlineDecoder, OpusTrack
 from bot.agent.jitter import AudioJitterBuffer
-from bot.settings import CODEC_PATHS, JITTER_BUFFERS
-
-DEFAULT_RECEIVE_PREFETCH = 1
-_AUDIO_JITTER_CAPACITY = 16  # aiortc's own value for audio; a power of two
-
-
-@dataclass(frozen=True)
-class PeerOptions:
-    """How to build a peer connection.
-
-    `ice_servers=None` keeps aiortc's default (Google's public STUN); `[]` uses none (local tests).
-    `host_addresses` is for tests only: restrict ICE host candidates, e.g. to `["127.0.0.1"]`.
-    `jitter_buffer`: "low-latency" (ours, no added delay) or "aiortc" (holds `receive_prefetch` packets
-    before playout; aiortc's own default is 4).
-    `codecs`: "inline" (Opus in mono on the event loop, no codec threads) or "aiortc" (aiortc's threads).
-    """
-
-    ice_servers: Sequence[str] | None = None
-    host_addresses: Sequence[str] | None = None
-    receive_prefetch: int = DEFAULT_RECEIVE_PREFETCH  # only with jitter_buffer="aiortc"
-    jitter_buffer: str = "low-latency"  # or "aiortc"
-    codecs: str = "inline"  # or "aiortc"
-
-    def __post_init__(self) -> None:
-        if self.jitter_buffer not in JITTER_BUFFERS:
-            names = ", ".join(JITTER_BUFFERS)
-            raise ValueError(f"jitter_buffer must be one of {names} (got {self.jitter_buffer!r})")
-        if self.codecs not in CODEC_PATHS:
-            raise ValueError(f"codecs must be one of {', '.join(CODEC_PATHS)} (got {self.codecs!r})")
-        if not 0 <= self.receive_prefetch < _AUDIO_JITTER_CAPACITY:
-            raise ValueError(f"receive_prefetch must be 0..{_AUDIO_JITTER_CAPACITY - 1} packets")
-        for url in self.ice_servers or ():
-            if not url.startswith(("stun:", "turn:", "turns:")):
-                raise ValueError(f"ICE server {url!r} must start with stun:, turn: or turns:")
-
-    @classmethod
-    def loopback(cls, **options: Any) -> PeerOptions:
-        """Test configuration: no STUN, host candidates on 127.0.0.1 only."""
-        return cls(ice_servers=[], host_addresses=["127.0.0.1"], **options)
+from bot.agent.options import AUDIO_JITTER_CAPACITY, PeerOptions
 
 
 def new_peer_connection(options: PeerOptions) -> RTCPeerConnection:
@@ -126,7 +87,7 @@ def replace_jitter_buffer(receiver: RTCRtpReceiver, buffer: object) -> None:
 
 def set_receive_prefetch(receiver: RTCRtpReceiver, packets: int) -> None:
     """Keep aiortc's jitter buffer but make it hold `packets` packets before playout instead of 4."""
-    replace_jitter_buffer(receiver, JitterBuffer(capacity=_AUDIO_JITTER_CAPACITY, prefetch=packets))
+    replace_jitter_buffer(receiver, JitterBuffer(capacity=AUDIO_JITTER_CAPACITY, prefetch=packets))
 
 
 def jitter_buffer_of(receiver: RTCRtpReceiver) -> object:
@@ -271,7 +232,6 @@ async def set_local_description(
 
 
 __all__ = [
-    "DEFAULT_RECEIVE_PREFETCH",
     "AiortcInternalsChanged",
     "PeerOptions",
     "decoder_of",

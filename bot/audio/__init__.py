@@ -1,16 +1,16 @@
 """PulseAudio devices for one bot, PCM moved between them and Python, and the frame source/sink seam."""
 
 from bot.audio.devices import AudioDevices, BrowserAudio, DeviceNames, DeviceStreams, PulseDaemon
-from bot.audio.frames import FrameSink, FrameSource
-from bot.audio.pcm import (
+from bot.audio.frames import (
     FRAME_MS,
     SAMPLE_RATE,
     SAMPLES_PER_FRAME,
     FrameQueue,
-    PcmCapture,
+    FrameSink,
+    FrameSource,
     PcmFrame,
-    PcmPlayback,
 )
+from bot.audio.pcm import PcmCapture, PcmPlayback
 
 __all__ = [
     "FRAME_MS",

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from bot.audio.pcm import SAMPLE_RATE
+from bot.audio.frames import SAMPLE_RATE
 
 Samples = npt.NDArray[np.float64]
 

@@ -20,8 +20,7 @@ from pathlib import Path
 from bot.agent.base import AgentEndpoint
 from bot.agent.errors import AgentAuthError, AgentError, AgentNotFound
 from bot.aio import cancel_and_wait, first_of
-from bot.audio.frames import FrameSink, FrameSource
-from bot.audio.pcm import SAMPLE_RATE, FrameQueue, PcmFrame
+from bot.audio.frames import SAMPLE_RATE, FrameQueue, FrameSink, FrameSource, PcmFrame
 from bot.bridge.link import Link, LinkFactory, aiortc_links
 from bot.bridge.media import LevelMeter, PcmTrack, ReplyClock, is_silent
 from bot.bridge.options import BridgeEvent, BridgeEventKind, BridgeOptions, BridgeStats

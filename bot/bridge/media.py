@@ -17,7 +17,7 @@ import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from bot.audio.pcm import BYTES_PER_FRAME, FRAME_MS, SAMPLE_RATE, SAMPLES_PER_FRAME, FrameQueue
+from bot.audio.frames import BYTES_PER_FRAME, FRAME_MS, SAMPLE_RATE, SAMPLES_PER_FRAME, FrameQueue
 
 TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
 FRAME_S = FRAME_MS / 1000

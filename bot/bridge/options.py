@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from bot.agent.peer import PeerOptions
+from bot.agent.options import PeerOptions
 
 # Named apart from `bot.events.EventKind` (the bot's own events, which a session maps these to).
 # "audio_stopped": the source or sink failed (the devices' owner rebuilds them or ends the call);
@@ -55,16 +55,18 @@ class BridgeStats:
     target (no sound lost). `connected_at` is epoch seconds of the latest connection (None before the first).
     """
 
+    # Meeting → agent.
     frames_out: int = 0
-    frames_in: int = 0
     bytes_out: int = 0
-    bytes_in: int = 0
     dropped_out: int = 0
-    dropped_in: int = 0
     level_out_dbfs: float = -120.0
+    # Agent → meeting.
+    frames_in: int = 0
+    bytes_in: int = 0
+    dropped_in: int = 0
+    trimmed_in: int = 0
     level_in_dbfs: float = -120.0
     reconnects: int = 0
-    trimmed_in: int = 0
     reply_delay_ms: float | None = None  # latest onset sent → onset received (echo agent: round trip)
     connected_at: float | None = None
     connect_s: float | None = None  # the latest connection: offer sent → answer → audio path up

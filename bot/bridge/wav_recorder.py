@@ -7,7 +7,7 @@ import time
 import wave
 from pathlib import Path
 
-from bot.audio.pcm import SAMPLE_RATE
+from bot.audio.frames import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 

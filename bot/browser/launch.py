@@ -30,7 +30,7 @@ import signal
 import tempfile
 from pathlib import Path
 
-from playwright.async_api import BrowserContext, CDPSession, Page, Playwright, async_playwright
+from playwright.async_api import BrowserContext, CDPSession, Frame, Page, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
 from bot.audio import BrowserAudio
@@ -47,6 +47,17 @@ log = logging.getLogger(__name__)
 
 _CLOSE_TIMEOUT_S = 10.0
 _ARTIFACT_TIMEOUT_MS = 5000
+
+
+async def _save_html(frame: Frame, path: Path, what: str, label: str) -> bool:
+    """Writes a frame's HTML, its URL first: `meeting-bot classify-page` reads the page where it was."""
+    try:
+        content = await asyncio.wait_for(frame.content(), _ARTIFACT_TIMEOUT_MS / 1000)
+        await asyncio.to_thread(path.write_text, f"<!-- {frame.url} -->\n{content}")
+    except (PlaywrightError, TimeoutError, OSError) as e:
+        log.warning("no %s for %s: %s", what, label, e)
+        return False
+    return True
 
 
 class BrowserError(RuntimeError):
@@ -228,25 +239,16 @@ class BotBrowser:
         except PlaywrightError as e:
             log.warning("no screenshot for %s: %s", label, e)
         html = self.artifacts_dir / f"{stem}.html"
-        try:
-            content = await asyncio.wait_for(page.content(), _ARTIFACT_TIMEOUT_MS / 1000)
-            # The URL first, as for frames: `meeting-bot classify-page` reads the page where it was.
-            html.write_text(f"<!-- {page.url} -->\n{content}")
+        if await _save_html(page.main_frame, html, "page HTML", label):
             saved.append(html)
-        except (PlaywrightError, TimeoutError, OSError) as e:
-            log.warning("no page HTML for %s: %s", label, e)
         # Clients that run inside an iframe (Zoom with fromPWA=1) keep their real DOM there; frames that
         # never loaded anything (about:blank placeholders) have nothing to show.
         for i, frame in enumerate(page.frames[1:], start=1):
             if frame.url in ("", "about:blank"):
                 continue
             path = self.artifacts_dir / f"{stem}.frame{i}.html"
-            try:
-                content = await asyncio.wait_for(frame.content(), _ARTIFACT_TIMEOUT_MS / 1000)
-                path.write_text(f"<!-- {frame.url} -->\n{content}")
+            if await _save_html(frame, path, f"HTML of frame {frame.url}", label):
                 saved.append(path)
-            except (PlaywrightError, TimeoutError, OSError) as e:
-                log.warning("no HTML of frame %s for %s: %s", frame.url, label, e)
         return saved
 
     def _free_stem(self, stem: str) -> str:

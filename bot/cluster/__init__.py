@@ -15,8 +15,8 @@
 - `placement`: the hosts table and every conditional update that decides who runs what (claim, heartbeat,
   hand back, lost host) — SQLAlchemy only, no Celery, so the API can list hosts without a broker.
 - `queue`: the Celery app both sides share, and the token queue (publish, length).
-- `launcher`: the service side (`CeleryLauncher`): hands queued bots to the queue, re-fills it from the store,
-  and re-launches the bots of a host that stopped heartbeating.
+- `celery_launcher`: the service side (`CeleryLauncher`): hands queued bots to the queue, re-fills it from
+  the store, and re-launches the bots of a host that stopped heartbeating.
 - `worker`: `meeting-bot worker`: a Celery worker that runs at most `capacity` bots as child processes and
   records them in the store.
 

@@ -1,8 +1,8 @@
 """The service's side of the cluster (`scheduler.launcher = "celery"`): hand queued bots to the worker hosts
 and watch over them.
 
-`BotService` claims a bot when its time comes (`scheduled → queued`) and gives it to `CeleryLauncher.enqueue`,
-which puts a token on the queue. Besides, every `watch_interval_s` the launcher:
+`BotService` claims a bot when its time comes (`scheduled → queued`) and gives it to
+`CeleryLauncher.enqueue`, which puts a token on the queue. Besides, every `watch_interval_s` the launcher:
 
 1. re-fills the queue from the store: when fewer tokens wait than bots are queued (Redis restarted or
    flushed, a publish failed while it was down, a worker died between taking a token and claiming), it
@@ -19,7 +19,6 @@ service that was down (or cut from the database) does not mistake its own absenc
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import time
@@ -28,12 +27,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.aio import cancel_and_wait
 from bot.cluster.placement import Lost, Placement
 from bot.cluster.queue import QueueUnavailable, TokenQueue, make_app
 from bot.outcome import RunFailureCode
+from bot.service.metrics import BotMetrics
 from bot.service.store import BotStore, utcnow
+from bot.settings import CallSection, SchedulerSection, Settings
 
 log = logging.getLogger(__name__)
+
+
+_SCHEDULER, _CALL = SchedulerSection(), CallSection()  # the defaults live with the settings, once
 
 
 @dataclass
@@ -41,22 +46,34 @@ class ClusterOptions:
     """What each means: bot.settings.SchedulerSection (broker_url, host_timeout_s, relaunch_attempts)."""
 
     broker_url: str = field(repr=False)  # may hold a password
-    host_timeout_s: float = 15.0
-    relaunch_attempts: int = 2
-    queue_timeout_s: float = 1800.0
-    call_max_duration_s: float = 3 * 3600.0  # call.max_duration_s: the limit of a request without one
-    watch_interval_s: float = 1.0
+    host_timeout_s: float = _SCHEDULER.host_timeout_s
+    relaunch_attempts: int = _SCHEDULER.relaunch_attempts
+    queue_timeout_s: float = _SCHEDULER.queue_timeout_s
+    call_max_duration_s: float = _CALL.max_duration_s  # the limit of a request without one
+    watch_interval_s: float = _SCHEDULER.poll_interval_s
 
-    def __post_init__(self) -> None:
-        if self.host_timeout_s <= 0 or self.watch_interval_s <= 0:
-            raise ValueError("host_timeout_s and watch_interval_s must be positive")
-        if self.relaunch_attempts < 0:
-            raise ValueError("relaunch_attempts must be >= 0")
+    @classmethod
+    def from_settings(cls, s: Settings) -> ClusterOptions:
+        """The service's side of scheduler.launcher = "celery"; ValueError without a broker."""
+        sc = s.scheduler
+        if not sc.broker_url:
+            raise ValueError(
+                "scheduler.broker_url: is required with launcher = celery: set BOT_BROKER_URL=redis://…"
+            )
+        return cls(
+            broker_url=sc.broker_url,
+            host_timeout_s=sc.host_timeout_s,
+            relaunch_attempts=sc.relaunch_attempts,
+            queue_timeout_s=sc.queue_timeout_s,
+            call_max_duration_s=s.call.max_duration_s,
+            watch_interval_s=min(sc.poll_interval_s, sc.host_timeout_s / 5),
+        )
 
 
 class CeleryLauncher:
-    """Runs bots on worker hosts through Celery on Redis (see the module's docstring). `open(store)`,
-    `enqueue(ids)`, `close()`: a `bot.service.launchers.RemoteLauncher`."""
+    """Runs bots on worker hosts through Celery on Redis (see the module's docstring): a
+    `bot.service.launchers.Launcher` whose bots run, and wait, elsewhere. Cancels and stop requests need
+    nothing from it: a host claims only a bot still queued, and looks for its bots' stop requests itself."""
 
     def __init__(self, options: ClusterOptions) -> None:
         self.options = options
@@ -69,9 +86,26 @@ class CeleryLauncher:
         self._deficit = 0
         self._watching_since: float | None = None
 
-    async def open(self, store: BotStore) -> None:
+    @property
+    def running_ids(self) -> list[str]:
+        return []  # on the hosts: GET /hosts
+
+    @property
+    def queued_ids(self) -> list[str]:
+        return []  # in Redis and the store
+
+    @property
+    def records_waiting(self) -> int:
+        return 0  # the hosts record their bots
+
+    async def open(self, store: BotStore, metrics: BotMetrics) -> None:
+        """Bots on worker hosts outlive the service (their hosts' heartbeats tell); the queue is re-filled
+        from the store by the watcher."""
         self.placement = Placement(store)
         self._watcher = asyncio.create_task(self._watch(), name="celery-launcher-watch")
+
+    def withdraw(self, bot_id: str) -> None:
+        pass
 
     def enqueue(self, bot_ids: Sequence[str]) -> None:
         """One token per newly queued bot; a failure is logged and repaired by the next re-fill."""
@@ -79,10 +113,9 @@ class CeleryLauncher:
             self._publish_soon(len(bot_ids))
 
     async def close(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+        """Stops watching; the hosts' bots run on."""
+        watcher, self._watcher = self._watcher, None
+        await cancel_and_wait(watcher)
         if self._publishing:
             await asyncio.wait(self._publishing, timeout=10)
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -40,36 +40,51 @@ from bot.cluster.placement import HostState, Placement
 from bot.cluster.queue import TASK, TokenQueue, make_app
 from bot.service.bot_output import BotRecorder
 from bot.service.bot_request import BotRequest
-from bot.service.launchers import BotHandle, Launcher, LaunchError
+from bot.service.launchers import BotHandle, LaunchError, ProcessLauncher
 from bot.service.store import RUNNING, BotRecord, BotRow, BotState, BotStore, utcnow
-from bot.settings import DRAINS
+from bot.settings import CallSection, SchedulerSection, Settings, WorkerSection
 
 log = logging.getLogger(__name__)
 
 
+_WORKER, _SCHEDULER, _CALL = WorkerSection(), SchedulerSection(), CallSection()  # the settings' defaults
+
+
 @dataclass
 class WorkerOptions:
-    """What each means: bot.settings.WorkerSection, and the [scheduler] settings the worker shares."""
+    """What each means: bot.settings.WorkerSection, and the [scheduler] settings the worker shares (the
+    settings check them)."""
 
     name: str
-    capacity: int
     broker_url: str = field(repr=False)  # may hold a password
-    drain: str = "finish"
-    heartbeat_interval_s: float = 2.0
-    poll_interval_s: float = 0.5
-    host_timeout_s: float = 15.0  # scheduler.host_timeout_s: when the service declares a silent host lost
-    stop_timeout_s: float = 15.0  # a bot asked to leave is killed if it still runs after this long
-    call_max_duration_s: float = 3 * 3600.0  # call.max_duration_s, for a re-launched bot's remaining time
+    capacity: int = _WORKER.capacity
+    drain: str = _WORKER.drain
+    heartbeat_interval_s: float = _WORKER.heartbeat_interval_s
+    poll_interval_s: float = _WORKER.poll_interval_s
+    host_timeout_s: float = _SCHEDULER.host_timeout_s  # when the service declares a silent host lost
+    stop_timeout_s: float = _SCHEDULER.stop_timeout_s  # a bot asked to leave is killed after this long
+    call_max_duration_s: float = _CALL.max_duration_s  # for a re-launched bot's remaining time
 
-    def __post_init__(self) -> None:
-        if not self.name or len(self.name) > 200:
-            raise ValueError("the worker's name must be 1 to 200 characters")
-        if self.capacity < 1:
-            raise ValueError("capacity must be at least 1")
-        if self.drain not in DRAINS:
-            raise ValueError(f"drain must be one of {', '.join(DRAINS)}")
-        if self.heartbeat_interval_s * 3 > self.host_timeout_s:
-            raise ValueError("heartbeat_interval_s must be at most a third of scheduler.host_timeout_s")
+    @classmethod
+    def from_settings(cls, s: Settings) -> WorkerOptions:
+        """`meeting-bot worker`: the [worker] settings and the [scheduler] ones it shares with the service;
+        ValueError without a broker."""
+        if not s.scheduler.broker_url:
+            raise ValueError(
+                "scheduler.broker_url: a worker needs the Redis of the service: set BOT_BROKER_URL"
+            )
+        w = s.worker
+        return cls(
+            name=w.name or socket.gethostname(),
+            capacity=w.capacity,
+            broker_url=s.scheduler.broker_url,
+            drain=w.drain,
+            heartbeat_interval_s=w.heartbeat_interval_s,
+            poll_interval_s=w.poll_interval_s,
+            host_timeout_s=s.scheduler.host_timeout_s,
+            stop_timeout_s=s.scheduler.stop_timeout_s,
+            call_max_duration_s=s.call.max_duration_s,
+        )
 
 
 @dataclass
@@ -105,7 +120,9 @@ class WorkerHost:
     """The bots of this host (see the module's docstring). `open()`, `take()` per token, `drain()`,
     `close()`."""
 
-    def __init__(self, options: WorkerOptions, placement: Placement, launcher: Launcher, queue: TokenQueue):
+    def __init__(
+        self, options: WorkerOptions, placement: Placement, launcher: ProcessLauncher, queue: TokenQueue
+    ):
         self.options = options
         self.placement = placement
         self.store: BotStore = placement.store
@@ -382,7 +399,9 @@ def _worker_class(app: Any, host: WorkerHost) -> type:
     return BotWorker
 
 
-def run_worker(options: WorkerOptions, store: BotStore, launcher: Launcher, loglevel: str = "WARNING") -> int:
+def run_worker(
+    options: WorkerOptions, store: BotStore, launcher: ProcessLauncher, loglevel: str = "WARNING"
+) -> int:
     """Runs this host until it is shut down; returns the exit code."""
     from celery import signals
 

@@ -35,10 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prefetch", type=int, default=1, help="with --jitter-buffer aiortc: packets held before playout"
     )
-    parser.add_argument("--sentence", default=None, help="what the `speak` agent says")
+    parser.add_argument("--sentence", help="what the `speak` agent says")
     parser.add_argument(
         "--ice-address",
-        default=None,
         help="the one address for its ICE host candidates (default 127.0.0.1; tests on a virtual network "
         "give the stand-in's own address there)",
     )

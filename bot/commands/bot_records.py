@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 
 import httpx
 
-from bot.call.config import scheduler_config
-from bot.service.scheduler import BotService, DatabaseError, SchedulerConfig
+from bot.service.options import SchedulerConfig
+from bot.service.scheduler import BotService, DatabaseError
 from bot.settings import Settings, SettingsError, load_settings
 
 T = TypeVar("T")
@@ -52,7 +52,7 @@ def add_target_flags(p: argparse.ArgumentParser) -> None:
 def load_scheduler_config(config_file: Path | None, **flags: Any) -> SchedulerConfig:
     """The [scheduler] settings: defaults < TOML file < BOT_DB_URL, BOT_SCHEDULER_* < the flags given
     (None: not given). No Millis key needed: this process starts no bot itself."""
-    return scheduler_config(load_scheduler_settings(config_file, **flags))
+    return SchedulerConfig.from_settings(load_scheduler_settings(config_file, **flags))
 
 
 def load_scheduler_settings(config_file: Path | None, **flags: Any) -> Settings:
@@ -68,10 +68,12 @@ def run_direct(args: argparse.Namespace, work: Callable[[BotService], Awaitable[
     """Runs `work` against the database with a client (non-serving) BotService."""
 
     async def main() -> T:
-        from bot.call.config import webhook_options
+        from bot.service.outbox import WebhookOptions
 
         settings = load_scheduler_settings(args.config, db_url=args.db)
-        service = BotService(scheduler_config(settings), webhooks=webhook_options(settings))
+        service = BotService(
+            SchedulerConfig.from_settings(settings), webhooks=WebhookOptions.from_settings(settings)
+        )
         try:
             await service.start()
         except DatabaseError as e:
@@ -85,7 +87,7 @@ def run_direct(args: argparse.Namespace, work: Callable[[BotService], Awaitable[
 
 
 def api_call(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    token = os.environ.get("BOT_API_TOKEN", "")
+    token = load_scheduler_settings(args.config).scheduler.api_token
     if not token:
         raise CommandError("--api needs the service's token in BOT_API_TOKEN")
     url = args.api.rstrip("/") + path
@@ -100,6 +102,16 @@ def api_call(args: argparse.Namespace, method: str, path: str, **kwargs: Any) ->
     if response.status_code == 422:
         raise CommandError(describe_problem(response.json()))
     return response
+
+
+def api_json(args: argparse.Namespace, method: str, path: str, expect: int, **kwargs: Any) -> Any:
+    """The JSON body of an answer with status `expect`; any other answer ends the command."""
+    response = api_call(args, method, path, **kwargs)
+    if response.status_code != expect:
+        raise CommandError(
+            f"the service answered {response.status_code}: {describe_problem(response.json())}"
+        )
+    return response.json()
 
 
 def describe_problem(body: Any) -> str:

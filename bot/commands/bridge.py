@@ -71,11 +71,11 @@ def load(args: argparse.Namespace) -> Settings:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bot.call.config import bridge_options, millis_config
+    from bot.call.config import bridge_options
 
     try:
         settings = load(args)
-        agent = millis_config(settings)
+        agent = settings.agent.millis_config()
         options = bridge_options(settings)
     except (SettingsError, ValueError) as e:
         print(f"meeting-bot bridge: {e}", file=sys.stderr)

@@ -65,7 +65,7 @@ class Reading:
 
 
 def ui_module(platform: str) -> ModuleType:
-    """The platform's `*_ui` module: SNAPSHOT_JS, SNAPSHOT_SELECTORS, BUTTONS, TEXTS, Snapshot, classify."""
+    """The platform's `*_ui` module: its `UI` (page script, snapshot, classify) and its `Screen`s."""
     if platform not in PLATFORM_NAMES:
         raise ValueError(f"unknown platform {platform!r}")
     return importlib.import_module(f"bot.platforms.{platform}_ui")
@@ -95,7 +95,7 @@ class PageReader:
         await self._stack.aclose()
 
     async def read(self, platform: str, documents: list[Document]) -> Reading:
-        ui = ui_module(platform)
+        ui = ui_module(platform).UI
         context = await self._browser.new_context(
             java_script_enabled=False, locale="en-US", viewport={"width": 1280, "height": 720}
         )
@@ -116,10 +116,9 @@ class PageReader:
                 await page.goto(main.url, wait_until="load", timeout=15000)
             else:  # a browser page (chrome-error://, about:blank) or a file without its URL
                 await page.set_content(main.html, wait_until="load", timeout=15000)
-            snap = ui.Snapshot()
-            args = [ui.SNAPSHOT_SELECTORS, ui.BUTTONS, ui.TEXTS]
+            snap = ui.snapshot()
             for index, frame in enumerate(_frames(page)):
-                raw = await frame.evaluate(ui.SNAPSHOT_JS, args)
+                raw = await frame.evaluate(ui.script, ui.script_arg)
                 if index == 0 and main.url and isinstance(raw, dict):
                     raw["url"] = main.url  # where the page was, not where it was reloaded from
                 snap.merge(raw if isinstance(raw, dict) else {}, index)

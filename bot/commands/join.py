@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.agent.millis import MillisConfig, MillisEndpoint
 from bot.browser.levers import lean_driver_environ
-from bot.call.config import SessionConfig, millis_config
+from bot.call.config import SessionConfig
 from bot.call.stop_signals import leave_on_signal
 from bot.events import EventBus, JsonLinesPrinter, TerminalPrinter
 from bot.outcome import ExitCode
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         if not settings.agent.agent_id:
             raise SettingsError("agent.agent_id: no agent id: pass --agent-id or set BOT_AGENT_AGENT_ID")
         meeting = parse_meeting_url(args.url)
-        agent = millis_config(settings)
+        agent = settings.agent.millis_config()
         config = SessionConfig.from_settings(settings)
         port = getattr(args, "metrics_port", None)
         if port is not None and not 0 < port <= 65535:

@@ -8,8 +8,7 @@ from typing import Any
 from bot.commands.bot_records import (
     CommandError,
     add_target_flags,
-    api_call,
-    describe_problem,
+    api_json,
     guarded,
     print_records,
     run_direct,
@@ -39,12 +38,7 @@ def run(args: argparse.Namespace) -> int:
             params["state"] = args.state
         if args.agent_id:
             params["agent_id"] = args.agent_id
-        response = api_call(args, "GET", "/bots", params=params)
-        if response.status_code != 200:
-            raise CommandError(
-                f"the service answered {response.status_code}: {describe_problem(response.json())}"
-            )
-        records = response.json()
+        records = api_json(args, "GET", "/bots", 200, params=params)
     else:
         states = [BotState(s) for s in args.state] if args.state else None
 

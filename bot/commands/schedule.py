@@ -8,8 +8,7 @@ import json
 from bot.commands.bot_records import (
     CommandError,
     add_target_flags,
-    api_call,
-    describe_problem,
+    api_json,
     guarded,
     local_time,
     run_direct,
@@ -56,12 +55,7 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.api:
         body = {k: v for k, v in {**fields, "join_at": args.at}.items() if v not in (None, {})}
-        response = api_call(args, "POST", "/bots", json=body)
-        if response.status_code != 201:
-            raise CommandError(
-                f"the service answered {response.status_code}: {describe_problem(response.json())}"
-            )
-        record = response.json()
+        record = api_json(args, "POST", "/bots", 201, json=body)
     else:
 
         async def work(service: BotService) -> dict[str, object]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import shlex
 import signal
 import socket
@@ -15,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from bot.commands.bot_records import CommandError, guarded, load_scheduler_settings
-from bot.service.launchers import DEFAULT_COMMAND, Launcher, LocalProcessLauncher, RemoteLauncher
+from bot.service.launchers import DEFAULT_COMMAND, Launcher, LocalProcessLauncher, ProcessLauncher
+from bot.service.options import SchedulerConfig
+from bot.service.outbox import WebhookOptions
 from bot.service.scheduler import BotService, DatabaseError
 from bot.service.store import safe_db_url
 
@@ -53,15 +54,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    token = os.environ.get("BOT_API_TOKEN", "")
-    if not token:
-        raise CommandError("set BOT_API_TOKEN: every API call but /health must carry it as a bearer token")
-    if len(token) < 16:
-        raise CommandError("BOT_API_TOKEN is too short: use at least 16 random characters")
     if not 0 <= args.port <= 65535:
         raise CommandError("--port must be between 0 and 65535")
-    from bot.call.config import cluster_options, scheduler_config, webhook_options
-
     settings = load_scheduler_settings(
         args.config,
         db_url=args.db,
@@ -69,29 +63,34 @@ def run(args: argparse.Namespace) -> int:
         lead_time_s=args.lead_time,
         misfire_grace_s=args.grace,
     )
-    config = scheduler_config(settings)
+    token = settings.scheduler.api_token
+    if not token:
+        raise CommandError("set BOT_API_TOKEN: every API call but /health must carry it as a bearer token")
+    if len(token) < 16:
+        raise CommandError("BOT_API_TOKEN is too short: use at least 16 random characters")
+    config = SchedulerConfig.from_settings(settings)
     command = shlex.split(args.bot_command) if args.bot_command else list(DEFAULT_COMMAND)
     if not command:
         raise CommandError("--bot-command must not be empty")
-    launcher: Launcher | RemoteLauncher
+    launcher: Launcher | ProcessLauncher
     if settings.scheduler.launcher == "celery":  # bots run on `meeting-bot worker` hosts (bot.cluster)
-        from bot.cluster.celery_launcher import CeleryLauncher
+        from bot.cluster.celery_launcher import CeleryLauncher, ClusterOptions
 
         try:
-            launcher = CeleryLauncher(cluster_options(settings))
+            launcher = CeleryLauncher(ClusterOptions.from_settings(settings))
         except ValueError as e:
             raise CommandError(str(e)) from None
     else:
         launcher = LocalProcessLauncher(command=command, config_file=args.config)
     # Optional: Prometheus may scrape /metrics with its own token instead of the API's.
-    metrics_token = os.environ.get("BOT_METRICS_TOKEN", "")
+    metrics_token = settings.scheduler.metrics_token
     from bot.service.api import listen_socket
 
     try:
         sock = listen_socket(args.host, args.port)
     except OSError as e:
         raise CommandError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}", code=1) from None
-    service = BotService(config, launcher, webhooks=webhook_options(settings))
+    service = BotService(config, launcher, webhooks=WebhookOptions.from_settings(settings))
     return asyncio.run(_serve(service, token, sock, metrics_token))
 
 

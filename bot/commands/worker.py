@@ -38,12 +38,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bot.call.config import worker_options
     from bot.cluster.placement import HostNameTaken
-    from bot.cluster.worker import run_worker
+    from bot.cluster.worker import WorkerOptions, run_worker
     from bot.service.launchers import LocalProcessLauncher
-    from bot.service.scheduler import default_db_url
-    from bot.service.store import BotStore, make_engine, safe_db_url
+    from bot.service.options import default_db_url
+    from bot.service.outbox import store_with_outbox
+    from bot.service.store import make_engine, safe_db_url
     from bot.settings import SettingsError, load_settings
 
     def given(**values: Any) -> dict[str, Any]:
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     }
     try:
         settings = load_settings(args.config, overrides=overrides, require_key=False)
-        options = worker_options(settings)
+        options = WorkerOptions.from_settings(settings)
     except (SettingsError, ValueError) as e:
         raise CommandError(str(e)) from None
     if not settings.agent.private_key:
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("--bot-command must not be empty")
     url = settings.scheduler.db_url or default_db_url()  # the service's default: one machine only
     try:
-        store = BotStore(make_engine(url))
+        store, _ = store_with_outbox(make_engine(url))  # its bots' webhooks are queued as they record
     except Exception as e:
         raise CommandError(
             f"cannot open the database {safe_db_url(url)}: {getattr(e, 'orig', None) or e}", code=1

@@ -1,9 +1,10 @@
 """The platform seam: how the session drives any meeting client (the words for what happened: bot.outcome).
 
 A platform adapter joins with a display name (reporting states as it goes), waits until the call ends, and
-leaves. Everything that is specific to one client (URLs, selectors, texts) lives in that platform's module;
-what adapters driving a page share lives in `page.PagePlatform`. An adapter drives the browser's page and has
-the browser save that page (screenshot, HTML) when a join fails, before it navigates anywhere.
+leaves. Everything that is specific to one client (URLs, selectors, texts, what to do on each screen) lives
+in that platform's modules; what adapters driving a page share lives in `page.PagePlatform`, and the one
+join loop in `join_loop.JoiningPlatform`. An adapter drives the browser's page and has the browser save that
+page (screenshot, HTML) when a join fails, before it navigates anywhere.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from bot.options import OptionError
 from bot.outcome import RETRYABLE, CallState, EndReason, FailureCode
-from bot.settings import CallSection
 
 if TYPE_CHECKING:
     from playwright.async_api import Page
@@ -46,28 +47,46 @@ class JoinFailure(Exception):
         return f"{self.code.value}: {self.message}{where}{saved}"
 
 
-_CALL = CallSection()  # the defaults of the [call] settings, kept there once
-
-
 @dataclass(frozen=True)
 class JoinPolicy:
-    """Bounds on joining, all in seconds (built from the [call] settings by bot.call.config)."""
+    """Bounds on joining, all in seconds: the defaults and rules of the [call] settings that bound a join
+    (bot.settings takes them from here; bot.call.config builds the policy from the settings)."""
 
-    lobby_timeout_s: float = _CALL.lobby_timeout_s
-    host_absent_timeout_s: float = _CALL.host_absent_timeout_s
+    lobby_timeout_s: float = 600.0  # Meet itself gives up after about 10 minutes
+    host_absent_timeout_s: float = 300.0
     ui_timeout_s: float = 20.0  # how long a known screen may show no progress before UI_CHANGED
-    ui_stuck_s: float = _CALL.ui_stuck_s  # how long no known screen may show before UI_CHANGED
-    network_retry_s: float = _CALL.network_retry_s  # how long the browser's error page is retried
-    retries: int = _CALL.join_retries  # extra attempts after a retryable failure (RETRYABLE)
-    retry_delay_s: float = _CALL.join_retry_delay_s
+    ui_stuck_s: float = 30.0  # how long no known screen may show before UI_CHANGED
+    network_retry_s: float = 60.0  # how long the browser's error page is retried
+    retries: int = 2  # extra attempts after a retryable failure (RETRYABLE); Meet often lets a retry in
+    retry_delay_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "lobby_timeout_s",
+            "host_absent_timeout_s",
+            "ui_timeout_s",
+            "ui_stuck_s",
+            "network_retry_s",
+        ):
+            if getattr(self, name) <= 0:
+                raise OptionError(name, "must be a positive number of seconds")
+        if not 0 <= self.retries <= 10:
+            raise OptionError("retries", "must be between 0 and 10")
+        if self.retry_delay_s < 0:
+            raise OptionError("retry_delay_s", "must be >= 0 seconds")
 
 
 @dataclass(frozen=True)
 class CallPolicy:
-    """When the bot ends a call on its own."""
+    """When the bot ends a call on its own (the defaults and rules of those [call] settings)."""
 
-    alone_after_s: float = _CALL.alone_after_s
-    max_duration_s: float = _CALL.max_duration_s
+    alone_after_s: float = 60.0
+    max_duration_s: float = 3 * 3600.0
+
+    def __post_init__(self) -> None:
+        for name in ("alone_after_s", "max_duration_s"):
+            if getattr(self, name) <= 0:
+                raise OptionError(name, "must be a positive number of seconds")
 
 
 StateCallback = Callable[[CallState], None]

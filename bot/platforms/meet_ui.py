@@ -2,8 +2,9 @@
 
 Meet changes its pages often. Every element and text the adapter relies on is listed here with several
 candidates (roles and aria-labels first, CSS classes never), so a UI change is a one-line edit.
-`SNAPSHOT_JS` reads all of them in one round trip; `classify` turns the snapshot into one `Screen`, checking
-terminal failures and end screens first, then the lobby, so waiting is never taken for being in the call.
+`UI`'s page script reads all of them in one round trip; `classify` turns the snapshot into one `Screen`,
+checking terminal failures and end screens first, then the lobby, so waiting is never taken for being in
+the call.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bot.platforms.ui import PageSnapshot, page_script, signal_selectors
+from bot.platforms.ui import PageSnapshot, PlatformUi
 
 # CSS selectors, several candidates each. Attribute prefixes (`^=`) because Meet appends shortcuts to
 # some labels on some clients ("Turn off microphone (ctrl + d)").
@@ -95,11 +96,8 @@ TEXTS: dict[str, tuple[str, ...]] = {
 }
 
 
-SNAPSHOT_SELECTORS = signal_selectors(SELECTORS)
-
 # Meet's own readings, added to the common page script (`ui.page_script`).
-SNAPSHOT_JS = page_script(
-    """
+_READINGS = """
   const join = clickable.find((el) => buttons.join.map(fold).includes(label(el)));
   out.joinEnabled = !!join && !join.disabled && join.getAttribute("aria-disabled") !== "true";
   const name = first("name_input");
@@ -133,7 +131,6 @@ SNAPSHOT_JS = page_script(
     out.participantsFrom = "list";
   }
 """
-)
 
 
 class Screen(StrEnum):
@@ -164,9 +161,6 @@ class Screen(StrEnum):
 class Snapshot(PageSnapshot):
     """One reading of the page (Meet has no client iframe)."""
 
-    join_enabled: bool = False
-    name_value: str | None = None
-    participants: int | None = None
     participants_from: str | None = None  # "avatars", "people" (the People button) or "list" (the panel)
     people: bool = False
     sign_in_heading: bool = False
@@ -236,3 +230,6 @@ def classify(snap: Snapshot) -> Screen:
     if "getting_ready" in t:
         return Screen.GETTING_READY
     return Screen.UNKNOWN
+
+
+UI = PlatformUi(SELECTORS, BUTTONS, TEXTS, _READINGS, Snapshot, classify)

@@ -1,9 +1,11 @@
 """What every adapter that drives a meeting client in a browser page does alike.
 
-Each platform's module keeps its own data (`*_ui`: selectors, texts, `classify`) and its own flow (the join
-loop, what one reading of a call means, how its leave buttons work). This base holds the rest: opening the
-client, clicking and typing as a person would, waking auto-hidden controls, failing with the page saved
-first, watching the call until it ends, and leaving with closing the page as the fallback.
+Each platform's module keeps its own data (`*_ui`: selectors, texts, `classify`, in one `ui.PlatformUi`)
+and its own steps (what each screen of its join needs, the chores of its call, how its leave buttons work).
+This base holds the rest: reading the page (and the client's frame) into one snapshot, opening the client,
+clicking and typing as a person would, waking auto-hidden controls, failing with the page saved first,
+watching the call until it ends, and leaving with closing the page as the fallback. The join loop itself is
+`join_loop.JoiningPlatform`.
 
 Acting: the adapter decides from what it reads with Playwright; the person's part — clicks, typing, the
 pointer that wakes auto-hidden toolbars — goes through the browser's `hands` (`bot.browser.input`): OS-level
@@ -23,19 +25,18 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
-from urllib.parse import urlsplit
+from typing import Generic, NoReturn
 
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Frame, Locator, Page
 
 from bot.browser.input import InputError
 from bot.outcome import EndReason, FailureCode
-from bot.platforms.base import Browser, CallPolicy, JoinFailure, JoinPolicy, Platform
-from bot.platforms.ui import PageSnapshot, exact_text
+from bot.platforms.base import Browser, CallPolicy, JoinFailure, Platform
+from bot.platforms.ui import PlatformUi, S, T, exact_text
 from bot.platforms.urls import MeetingUrl
 
 log = logging.getLogger(__name__)
@@ -48,9 +49,6 @@ _CALL_POLL_S = 0.5
 
 # Chromium's network errors while opening the client: the page then shows Chromium's own error page.
 _NET_ERROR = re.compile(r"\bnet::(ERR_[A-Z_]+)")
-_NET_RETRY_FIRST_S = 1.0  # reloads of an error page back off 1, 2, 4, 8, 15, 15… s
-_NET_RETRY_MAX_S = 15.0
-_MAX_BLOCKED_CLICKS = 5  # clicks in a row taken by something the bot cannot dismiss: a UI change
 
 # What covers an element where a click on it would land (an overlay, a scrim, a popup), described for logs
 # and for the user: `<div#id.class> "its text"`.
@@ -79,15 +77,19 @@ class CallReading:
     participants: int | None = None  # people in the call, the bot included; None: cannot tell
 
 
-class PagePlatform(Platform):
+class PagePlatform(Platform, Generic[S, T]):
     """A platform adapter that reads its page every `poll_s` and acts on what it shows.
 
-    Subclasses set `name` and `label`, implement `join`, `_read_call` (one `CallReading`, doing any chore
-    the page asks for meanwhile) and `_leave_in_page` (their leave buttons), and set `_inside` while the
-    bot is somewhere `_leave_in_page` has to get it out of, and `_joined_at` once in the call.
+    Subclasses set `name`, `label`, `ui` and `ends`, implement `join`, `_in_client` (where the call lives),
+    `_count` (people in the call) and `_leave_in_page` (their leave buttons), may add chores to `_tidy_call`
+    and `_dismiss_popup`, and set `_inside` while the bot is somewhere `_leave_in_page` has to get it out
+    of, and `_joined_at` once in the call.
     """
 
     label: str  # for messages: "Meet", "Zoom"
+    ui: PlatformUi[S, T]  # the platform's page, as data
+    ends: Mapping[S, EndReason]  # screens that say the call is over for the bot
+    css_click_timeout_ms: float = _CLICK_TIMEOUT_MS  # how long a click on a selector's element may wait
 
     def __init__(
         self,
@@ -106,10 +108,8 @@ class PagePlatform(Platform):
         self._target = meeting.join_url  # the last URL the bot opened (network errors name its host)
         self._cover: str | None = None  # what last took a click meant for an element
         self._blocked_clicks = 0  # clicks in a row taken by `_cover`
-        self._net_since: float | None = None  # since when the browser shows its network error page
-        self._net_reload_at = 0.0
-        self._net_delay = _NET_RETRY_FIRST_S
-        self._unknown_since: float | None = None
+        self._frames: list[Frame] = []  # the frames the last snapshot read: the page's, then the client's
+        self._dismissing = False
 
     # ---- failing -------------------------------------------------------------------------------------
 
@@ -126,75 +126,6 @@ class PagePlatform(Platform):
         artifacts = await self._save_page(code)
         await self.leave()
         raise JoinFailure(code, message, step=step, artifacts=artifacts)
-
-    async def _fail_stuck(self, screen: str, snap: PageSnapshot, policy: JoinPolicy) -> NoReturn:
-        await self._fail(
-            FailureCode.UI_CHANGED,
-            f"stuck on the {screen!r} screen for {policy.ui_timeout_s:g} s (page title {snap.title!r}, "
-            f"buttons {snap.buttons_said()}); {self.label}'s page may have changed",
-            screen,
-        )
-
-    async def _check_stuck(
-        self, screen: str, unknown: bool, snap: PageSnapshot, progress_at: float, policy: JoinPolicy
-    ) -> None:
-        """Fails the join when the page has shown no screen the bot knows for `ui_stuck_s`, or a known
-        screen without progress for `ui_timeout_s`; the message lists the visible buttons' texts, so a
-        user's report says what the page offered instead."""
-        if self._blocked_clicks >= _MAX_BLOCKED_CLICKS:
-            self._blocked_clicks = 0
-            await self._fail(
-                FailureCode.UI_CHANGED,
-                f"{_MAX_BLOCKED_CLICKS} clicks in a row on the {screen!r} screen were taken by something the "
-                f"bot does not know how to dismiss",
-                screen,
-            )
-        now = self._now()
-        if not unknown:
-            self._unknown_since = None
-            if now - progress_at >= policy.ui_timeout_s:
-                await self._fail_stuck(screen, snap, policy)
-            return
-        self._unknown_since = self._unknown_since if self._unknown_since is not None else now
-        if now - self._unknown_since >= policy.ui_stuck_s:
-            await self._fail(
-                FailureCode.UI_CHANGED,
-                f"no {self.label} screen the bot knows for {policy.ui_stuck_s:g} s (page title "
-                f"{snap.title!r}, buttons {snap.buttons_said()}); {self.label}'s page may have changed",
-                screen,
-            )
-
-    async def _network_error(self, snap: PageSnapshot, policy: JoinPolicy) -> bool:
-        """True when the browser shows its own error page (the platform's host could not be reached):
-        reloads with backoff within `network_retry_s`, then fails the join as `network_error`. Any other
-        page resets the count."""
-        if snap.net_error is None:
-            self._net_since, self._net_delay = None, _NET_RETRY_FIRST_S
-            return False
-        now = self._now()
-        host = urlsplit(self._target).hostname or self._target
-        if self._net_since is None:
-            self._net_since, self._net_reload_at = now, now + self._net_delay
-            log.warning(
-                "%s: could not reach %s (%s); retrying for %g s",
-                self.name,
-                host,
-                snap.net_error,
-                policy.network_retry_s,
-            )
-        if now - self._net_since >= policy.network_retry_s:
-            await self._fail(
-                FailureCode.NETWORK_ERROR,
-                f"could not reach {host}: the browser says {snap.net_error} (retried for "
-                f"{policy.network_retry_s:g} s); check this machine's network, DNS and proxy",
-                "network",
-            )
-        if now >= self._net_reload_at:
-            self._net_delay = min(self._net_delay * 2, _NET_RETRY_MAX_S)
-            self._net_reload_at = now + self._net_delay
-            log.info("%s: reloading %s after %s", self.name, self._target, snap.net_error)
-            await self._goto(self._target)
-        return True
 
     async def _save_page(self, code: FailureCode) -> list[Path]:
         # Named by platform, code and time; the browser never overwrites (a retried join keeps each page).
@@ -228,6 +159,47 @@ class PagePlatform(Platform):
                 raise
             return {}
         return raw if isinstance(raw, dict) else {}
+
+    async def _snapshot(self) -> T:
+        """One reading of the page and, when the platform's client runs in a frame, of that frame."""
+        frames: list[Frame] = [self.page.main_frame]
+        snap = self.ui.snapshot()
+        index = 0
+        while index < len(frames):
+            raw = await self._evaluate(frames[index], self.ui.script, self.ui.script_arg)
+            snap.merge(raw, index)
+            if index == 0 and self.ui.client_frame and raw.get("clientFrame"):
+                client = await self._client_frame(self.ui.client_frame)
+                if client is not None:
+                    frames.append(client)
+            index += 1
+        self._frames = frames
+        return snap
+
+    async def _client_frame(self, selector: str) -> Frame | None:
+        try:
+            handle = await self.page.query_selector(selector)
+            return await handle.content_frame() if handle is not None else None
+        except PlaywrightError:
+            return None
+
+    def _frame(self, key: str, snap: T | None) -> Frame:
+        """The frame that showed `key` in `snap` (the page's when it is not known)."""
+        index = snap.frame_of.get(key, 0) if snap is not None else 0
+        return self._frames[index] if index < len(self._frames) else self.page.main_frame
+
+    async def _click_css(self, key: str, snap: T | None = None, wait: bool = False) -> bool:
+        target = self._css(self._frame(key, snap), self.ui.selectors[key])
+        return await self._click(target, wait, timeout_ms=self.css_click_timeout_ms)
+
+    async def _click_button(self, key: str, snap: T | None = None, in_dialog: bool = False) -> bool:
+        scope: Scope = self._frame(f"button:{key}", snap)
+        if in_dialog:
+            scope = scope.locator("[role=dialog], [role=alertdialog]")
+        return await self._click(self._button(scope, self.ui.buttons[key]))
+
+    async def _type_into(self, key: str, text: str, snap: T | None = None) -> bool:
+        return await self._type(self._css(self._frame(key, snap), self.ui.selectors[key]), text)
 
     @staticmethod
     def _css(scope: Scope, selectors: tuple[str, ...]) -> Locator:
@@ -273,8 +245,18 @@ class PagePlatform(Platform):
             log.info("%s: click failed: %s", self.name, str(error).splitlines()[0])
 
     async def _dismiss_popups(self) -> bool:
-        """Clicks away the popups this platform knows, wherever they are; True when one was. The base
-        knows none."""
+        """Clicks away a popup this platform knows, wherever it is; True when one was. Not again from
+        within: dismissing clicks too, and a click taken by something comes back here."""
+        if self._dismissing:
+            return False
+        self._dismissing = True
+        try:
+            return await self._dismiss_popup(await self._snapshot())
+        finally:
+            self._dismissing = False
+
+    async def _dismiss_popup(self, snap: T) -> bool:
+        """Clicks away the popup `snap` shows, if the platform knows it; the base knows none."""
         return False
 
     async def _type(self, field: Locator, text: str) -> bool:
@@ -303,9 +285,38 @@ class PagePlatform(Platform):
 
     # ---- in the call ---------------------------------------------------------------------------------
 
-    @abc.abstractmethod
     async def _read_call(self) -> CallReading:
-        """One look at the call (and any chore it asks for, e.g. a late consent dialog)."""
+        """One look at the call, and any chore it asks for meanwhile (e.g. a late consent dialog)."""
+        snap = await self._snapshot()
+        screen = self.ui.classify(snap)
+        await self._tidy_call(snap, screen)
+        end = self.ends.get(screen)
+        if end is None and self._left_the_client():
+            log.info("%s: the page left the meeting (now %s)", self.name, self._client_url())
+            end = EndReason.CALL_ENDED  # the call ended by navigating away, with no end text
+        return CallReading(end, self._count(snap, screen))
+
+    async def _tidy_call(self, snap: T, screen: S) -> None:
+        """Clicks away what the call shows over itself (cards, late dialogs); the base knows nothing."""
+
+    @abc.abstractmethod
+    def _count(self, snap: T, screen: S) -> int | None:
+        """People in the call, the bot included; None when the page does not say."""
+
+    @abc.abstractmethod
+    def _in_client(self, url: str) -> bool:
+        """`url` is a page of the platform's client where the call lives."""
+
+    def _client_url(self) -> str:
+        """Where the client is: its frame's URL (when it runs in one) or the page's."""
+        frame = self._frames[-1] if self._frames else self.page.main_frame
+        return frame.url if not frame.is_detached() else self.page.url
+
+    def _left_the_client(self) -> bool:
+        """The client is no longer on a page of the call: the meeting is over for the bot. An empty URL is
+        a page between two navigations: not known yet."""
+        url = self._client_url()
+        return bool(url) and not self._in_client(url)
 
     async def wait_for_end(self, policy: CallPolicy) -> EndReason:
         started = self._joined_at if self._joined_at is not None else self._now()

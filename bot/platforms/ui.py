@@ -1,16 +1,18 @@
 """What reading a meeting page means on every platform: one text folding, one page script, one snapshot.
 
 Each platform's `*_ui` module lists its selectors, button labels and page texts as data and adds the few
-readings only it needs; this module holds the rest, so the two cannot drift. Texts are compared folded:
-case-insensitive, typographic apostrophes (U+2018, U+2019) read as "'", runs of whitespace as one space
-(both clients write "Don't" with either apostrophe, depending on the build).
+readings only it needs, all in one `PlatformUi`; this module holds the rest, so the platforms cannot
+drift. Texts are compared folded: case-insensitive, typographic apostrophes (U+2018, U+2019) read as "'",
+runs of whitespace as one space (both clients write "Don't" with either apostrophe, depending on the build).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Self
+from enum import StrEnum
+from typing import Generic, Self, TypeVar
 
 _APOSTROPHES = "\u2018\u2019"
 
@@ -121,6 +123,10 @@ class PageSnapshot:
     button_texts: list[str] = field(default_factory=list)  # what the visible buttons say
     net_error: str | None = None  # Chromium's own error page is shown: its code (ERR_NAME_NOT_RESOLVED…)
     recaptcha: bool = False  # a visible reCAPTCHA iframe (at least 120 x 40 px)
+    # Read by each platform's own readings.
+    join_enabled: bool = False  # its Join button is shown and enabled
+    name_value: str | None = None  # what its name field holds; None: no name field
+    participants: int | None = None  # people in the call as the page counts them; None: no count
 
     @classmethod
     def parse(cls, raw: object) -> Self:
@@ -138,21 +144,18 @@ class PageSnapshot:
         for key, count in _dict(raw.get("present")).items():
             if isinstance(count, int):
                 self.present[key] = self.present.get(key, 0) + count
-        for key, seen in _dict(raw.get("visible")).items():
-            if seen:
-                self.visible[key] = True
-                self.frame_of.setdefault(key, frame)
-        for key, seen in _dict(raw.get("buttons")).items():
-            if seen:
-                self.buttons[key] = True
-                self.frame_of.setdefault(f"button:{key}", frame)
+        for found, into, prefix in (
+            ("visible", self.visible, ""),
+            ("buttons", self.buttons, "button:"),
+            ("onTop", self.on_top, "button:"),
+        ):
+            for key, seen in _dict(raw.get(found)).items():
+                if seen:
+                    into[key] = True
+                    self.frame_of.setdefault(prefix + key, frame)
         texts = raw.get("texts")
         if isinstance(texts, list):
             self.texts.update(str(t) for t in texts)
-        for key, seen in _dict(raw.get("onTop")).items():
-            if seen:
-                self.on_top[key] = True
-                self.frame_of.setdefault(f"button:{key}", frame)
         names = raw.get("buttonTexts")
         if isinstance(names, list):
             self.button_texts.extend(str(n) for n in names if str(n) not in self.button_texts)
@@ -169,6 +172,36 @@ class PageSnapshot:
         """How many distinct candidates of `key` are laid out (see `signal_selectors`)."""
         return sum(1 for k, n in self.present.items() if n and k.startswith(f"{key}:"))
 
+    @property
+    def in_call_signals(self) -> int:
+        """Distinct call-only signals laid out on the page (the `in_call` selectors)."""
+        return self.signals("in_call")
+
 
 def _dict(value: object) -> dict[str, object]:
     return {str(k): v for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+S = TypeVar("S", bound=StrEnum)  # a platform's screens
+T = TypeVar("T", bound=PageSnapshot)  # a platform's snapshot
+
+
+@dataclass(frozen=True)
+class PlatformUi(Generic[S, T]):
+    """A platform's page as data: its selectors, buttons and texts, its own part of the page script, its
+    snapshot type and `classify`. `client_frame` is the selector of a frame the client may run in (its
+    script then sets `out.clientFrame` when the frame is there): that frame is read too."""
+
+    selectors: dict[str, tuple[str, ...]]
+    buttons: dict[str, tuple[str, ...]]
+    texts: dict[str, tuple[str, ...]]
+    readings: str
+    snapshot: type[T]
+    classify: Callable[[T], S]
+    client_frame: str | None = None
+    script: str = field(init=False)  # the whole page script
+    script_arg: list[dict[str, tuple[str, ...]]] = field(init=False)  # what it is called with
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "script", page_script(self.readings))
+        object.__setattr__(self, "script_arg", [signal_selectors(self.selectors), self.buttons, self.texts])

@@ -1,9 +1,9 @@
 """What the Zoom web client looks like, as data: selectors, texts, and what a page snapshot means.
 
 Zoom changes its pages often. Every element and text the adapter relies on is listed here with several
-candidates (current client first, then classic ones), so a UI change is a one-line edit. `SNAPSHOT_JS` reads
-all of them in one round trip per frame; `classify` turns the merged snapshot into one `Screen`, checking
-the terminal failures first so a wall or captcha is never mistaken for progress.
+candidates (current client first, then classic ones), so a UI change is a one-line edit. `UI`'s page
+script reads all of them in one round trip per frame; `classify` turns the merged snapshot into one `Screen`,
+checking the terminal failures first so a wall or captcha is never mistaken for progress.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bot.platforms.ui import PageSnapshot, page_script, signal_selectors
+from bot.platforms.ui import PageSnapshot, PlatformUi
 
 # CSS selectors, several candidates each.
 SELECTORS: dict[str, tuple[str, ...]] = {
@@ -100,12 +100,9 @@ TEXTS: dict[str, tuple[str, ...]] = {
     "permission": ("allow zoom to use your", "use your microphone and camera", "use your microphone"),
 }
 
-SNAPSHOT_SELECTORS = signal_selectors(SELECTORS)
-
 # Zoom's own readings, added to the common page script (`ui.page_script`); run in each frame.
-SNAPSHOT_JS = page_script(
-    """
-  out.webclientFrame = !!document.querySelector("iframe#webclient");
+_READINGS = """
+  out.clientFrame = !!document.querySelector("iframe#webclient");
   const join = first("join_button");
   out.joinEnabled = !!join && !join.disabled && !join.classList.contains("disabled")
     && join.getAttribute("aria-disabled") !== "true";
@@ -173,7 +170,6 @@ SNAPSHOT_JS = page_script(
     }
   }
 """
-)
 
 
 class Screen(StrEnum):
@@ -206,18 +202,15 @@ class Screen(StrEnum):
 class Snapshot(PageSnapshot):
     """The merged reading of the page's frames (the client may run inside `iframe#webclient`)."""
 
-    join_enabled: bool = False
-    name_value: str | None = None
     passcode_value: str | None = None
     terms_agreed: bool | None = None  # None: no terms shown
-    participants: int | None = None
     audio_label: str | None = None
     audio_state: str | None = None  # "join", "muted", "unmuted", "unknown"; None: no audio button
     audio_cues: dict[str, object] | None = None  # what each cue said (for logs)
     preview_audio_on: bool | None = None  # the preview's microphone toggle; None: not shown
     preview_video_on: bool | None = None
     terms_checked: bool | None = None
-    cover: str | None = None  # a blank layer over the page's middle (see SNAPSHOT_JS)
+    cover: str | None = None  # a blank layer over the page's middle (see _READINGS)
     shadow_wall: str | None = None  # set by the adapter: the cover hosts a closed shadow root saying this
 
     def merge(self, raw: dict[str, object], frame: int) -> None:
@@ -250,10 +243,6 @@ class Snapshot(PageSnapshot):
                 setattr(self, attr, bool(raw[key]))
         if raw.get("cover") and self.cover is None:
             self.cover = str(raw["cover"])
-
-    @property
-    def in_call_signals(self) -> int:
-        return self.signals("in_call")
 
 
 def classify(snap: Snapshot) -> Screen:
@@ -308,3 +297,6 @@ def classify(snap: Snapshot) -> Screen:
     if "joining" in t:
         return Screen.JOINING
     return Screen.UNKNOWN
+
+
+UI = PlatformUi(SELECTORS, BUTTONS, TEXTS, _READINGS, Snapshot, classify, client_frame="iframe#webclient")

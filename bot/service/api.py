@@ -15,7 +15,7 @@ from __future__ import annotations
 import hmac
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
@@ -29,19 +29,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bot.cluster.placement import Placement
 from bot.service.bot_request import RequestError, validate_request
 from bot.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.service.scheduler import BotService, NotFound
-from bot.service.store import (
-    DB_THREADS,
-    PENDING,
-    TERMINAL,
-    BotRecord,
-    BotState,
-    database_unavailable,
-    utcnow,
-)
+from bot.service.store import DB_THREADS, BotRecord, BotState, database_unavailable
 from bot.settings import REGIONS
 
 log = logging.getLogger(__name__)
@@ -185,34 +176,6 @@ class _DatabaseThreads:
         return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
 
-def _cancel_in_db(service: BotService, bot_id: str) -> tuple[str, BotRecord]:
-    """`BotService.cancel`'s steps for a worker thread: the database's (conditional updates, so a racing
-    claim or cancel can't both win) and APScheduler's (its job store has its own lock), leaving what lives
-    on the event loop (the queue of bots waiting for a slot, the bots running here) to `_cancel_on_loop`."""
-    store = service.store
-    assert store is not None
-    for _ in range(5):  # each retry follows a state change that raced this call
-        record = service.get(bot_id, with_events=False)
-        if record.state in TERMINAL:
-            return "finished", record
-        if record.state in PENDING:
-            if store.transition(bot_id, BotState.CANCELLED, PENDING, ended_at=utcnow()):
-                service._remove_job(bot_id)
-                return "cancelled", service.get(bot_id, with_events=False)
-            continue
-        if record.stop_requested_at is None:
-            store.update(bot_id, stop_requested_at=utcnow())
-        return "leaving", service.get(bot_id, with_events=False)
-    raise RuntimeError(f"bot {bot_id} kept changing state; try again")
-
-
-def _cancel_on_loop(service: BotService, bot_id: str, outcome: str) -> None:
-    if outcome == "cancelled" and bot_id in service._queue:
-        service._queue.remove(bot_id)
-    elif outcome == "leaving" and bot_id in service._handles:
-        service._stop(bot_id)
-
-
 def _bearer_matches(scope: Scope, expected: bytes) -> bool:
     """`Authorization: Bearer <token>` equal to `expected`. `hmac.compare_digest` takes a time that depends
     only on the expected token's length, never on how much of a wrong token was right."""
@@ -301,26 +264,36 @@ def create_app(
     if metrics_token:
         rules.append(("/metrics", metrics_token.encode(), "send Authorization: Bearer <BOT_METRICS_TOKEN>"))
     app.add_middleware(_TokenGate, rules=rules)
-
-    @app.exception_handler(DBAPIError)
-    async def database_error(_: Request, error: DBAPIError) -> JSONResponse:
-        # The database is down or restarting: say so (503, retry), never a bare 500. Bots already running
-        # are not affected: their events wait in memory and reach the database when it is back.
-        if not database_unavailable(error):
-            log.error("database error: %s", error)
-            return JSONResponse({"detail": "internal error"}, 500)
-        text = str(error.orig or error).strip()
-        cause = text.splitlines()[0][:200] if text else "no answer"
-        return JSONResponse(
-            {
-                "detail": "the service's database is unavailable; try again shortly. Running bots go on, "
-                f"and their events are stored once it is back. ({cause})"
-            },
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            headers={"Retry-After": str(_RETRY_AFTER_S)},
-        )
-
+    app.add_exception_handler(DBAPIError, _database_error)  # type: ignore[arg-type]
+    auth = [Depends(_authorized(expected))]
     in_thread = _DatabaseThreads(DB_THREADS)
+    _add_service_routes(app, service)
+    _add_bot_routes(app, service, auth, in_thread)
+    _add_host_routes(app, service, auth, in_thread)
+    return app
+
+
+async def _database_error(_: Request, error: DBAPIError) -> JSONResponse:
+    # The database is down or restarting: say so (503, retry), never a bare 500. Bots already running
+    # are not affected: their events wait in memory and reach the database when it is back.
+    if not database_unavailable(error):
+        log.error("database error: %s", error)
+        return JSONResponse({"detail": "internal error"}, 500)
+    text = str(error.orig or error).strip()
+    cause = text.splitlines()[0][:200] if text else "no answer"
+    return JSONResponse(
+        {
+            "detail": "the service's database is unavailable; try again shortly. Running bots go on, "
+            f"and their events are stored once it is back. ({cause})"
+        },
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(_RETRY_AFTER_S)},
+    )
+
+
+def _authorized(expected: bytes) -> Callable[..., Awaitable[None]]:
+    """The routes' dependency on the API token (the OpenAPI schema shows it; `_TokenGate` enforces it
+    first)."""
 
     # async: a plain `def` dependency costs every request a trip through a worker thread.
     async def authorized(creds: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]) -> None:
@@ -330,8 +303,10 @@ def create_app(
                 status.HTTP_401_UNAUTHORIZED, _UNAUTHORIZED_DETAIL, headers={"WWW-Authenticate": "Bearer"}
             )
 
-    auth = [Depends(authorized)]
+    return authorized
 
+
+def _add_service_routes(app: FastAPI, service: BotService) -> None:
     @app.get("/health", response_model=Health, tags=["service"])
     async def health() -> Health:
         return Health(status="ok", running=len(service.running_ids), queued=len(service.queued_ids))
@@ -346,6 +321,8 @@ def create_app(
     async def metrics() -> Response:
         return Response(service.metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
+
+def _add_bot_routes(app: FastAPI, service: BotService, auth: list[Any], in_thread: _DatabaseThreads) -> None:
     @app.post(
         "/bots",
         status_code=201,
@@ -412,37 +389,14 @@ def create_app(
     )
     async def cancel_bot(bot_id: str, response: Response) -> BotOut:
         try:
-            outcome, record = await in_thread(_cancel_in_db, service, bot_id)
+            outcome, record = await in_thread(service.cancel, bot_id)
         except NotFound as e:
             raise HTTPException(404, str(e)) from None
-        _cancel_on_loop(service, bot_id, outcome)
         if outcome == "finished":
             raise HTTPException(409, f"bot {bot_id} already finished (state {record.state.value})")
         if outcome == "leaving":
             response.status_code = 202
         return _out(record)
-
-    placements: list[Placement] = []  # made at the first GET /hosts (it creates the hosts table)
-
-    def hosts() -> list[HostOut]:
-        store = service.store
-        if store is None:
-            return []
-        if not placements:
-            placements.append(Placement(store))  # two at once: both create the table if missing; harmless
-        return [HostOut.model_validate(h.to_dict()) for h in placements[0].list_hosts()]
-
-    @app.get(
-        "/hosts",
-        response_model=list[HostOut],
-        dependencies=auth,
-        responses={401: _UNAUTHORIZED},
-        tags=["hosts"],
-        description="The worker hosts (scheduler.launcher = celery) with their capacity, running bots and "
-        "last heartbeat; empty when the bots run in the service itself.",
-    )
-    async def list_hosts() -> list[HostOut]:
-        return await in_thread(hosts)
 
     @app.get(
         "/bots/{bot_id}/events",
@@ -458,20 +412,29 @@ def create_app(
         after: Annotated[int, Query(ge=0, le=2**62)] = 0,
         limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
     ) -> list[EventOut]:
-        def events() -> list[EventOut]:
-            service.get(bot_id, with_events=False)
-            return [
-                EventOut(
-                    seq=e.seq,
-                    event=e.data,
-                    delivery=DeliveryOut.model_validate(e.delivery.status()) if e.delivery else None,
-                )
-                for e in service.outbox.events(bot_id, after, limit)
-            ]
-
         try:
-            return await in_thread(events)
+            events = await in_thread(service.events, bot_id, after, limit)
         except NotFound as e:
             raise HTTPException(404, str(e)) from None
+        return [
+            EventOut(
+                seq=e.seq,
+                event=e.data,
+                delivery=DeliveryOut.model_validate(e.delivery.status()) if e.delivery else None,
+            )
+            for e in events
+        ]
 
-    return app
+
+def _add_host_routes(app: FastAPI, service: BotService, auth: list[Any], in_thread: _DatabaseThreads) -> None:
+    @app.get(
+        "/hosts",
+        response_model=list[HostOut],
+        dependencies=auth,
+        responses={401: _UNAUTHORIZED},
+        tags=["hosts"],
+        description="The worker hosts (scheduler.launcher = celery) with their capacity, running bots and "
+        "last heartbeat; empty when the bots run in the service itself.",
+    )
+    async def list_hosts() -> list[HostOut]:
+        return [HostOut.model_validate(h.to_dict()) for h in await in_thread(service.hosts)]

@@ -148,6 +148,16 @@ def validate_request(
     )
 
 
+def meeting_platform(meeting_url: str) -> str:
+    """The platform of a meeting URL ("meet", "zoom"), or "unknown" (a metrics label)."""
+    from bot.platforms.urls import InvalidMeetingUrl, parse_meeting_url
+
+    try:
+        return parse_meeting_url(meeting_url).platform
+    except InvalidMeetingUrl:
+        return "unknown"
+
+
 def _check_text(name: str, text: str | None) -> None:
     """No control characters (they would end up on a command line and in logs) and valid Unicode."""
     if text is None:

@@ -1,11 +1,14 @@
 """How the scheduler starts a bot without knowing where or how it runs.
 
-`Launcher.start(request)` returns a `BotHandle`: its `events()` are the bot's status events (the `join
---json` lines), `stop()` asks it to leave the meeting, `wait()` gives its exit code. `LocalProcessLauncher`
-runs each bot as its own child process on this machine, so one crash never takes the others down.
+`ProcessLauncher.start(request)` returns a `BotHandle`: its `events()` are the bot's status events (the
+`join --json` lines), `stop()` asks it to leave the meeting, `wait()` gives its exit code.
+`LocalProcessLauncher` runs each bot as its own child process on this machine, so one crash never takes the
+others down.
 
-A `RemoteLauncher` spreads bots over worker hosts (`bot.cluster`): the service only hands it queued bots;
-each host runs them with a `LocalProcessLauncher` of its own and records them in the shared store.
+A `Launcher` is where the service's queued bots go: `LocalLauncher` (`bot.service.local_launcher`) runs
+them here through a `ProcessLauncher`, at most `max_concurrent_bots` at once; `CeleryLauncher`
+(`bot.cluster.celery_launcher`) spreads them over worker hosts, each running them with a
+`LocalProcessLauncher` of its own and recording them in the shared store.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from bot.service.bot_request import BotRequest
 from bot.system.processes import die_with_parent
 
 if TYPE_CHECKING:
+    from bot.service.metrics import BotMetrics
     from bot.service.store import BotStore
 
 log = logging.getLogger(__name__)
@@ -69,27 +73,49 @@ class BotHandle(Protocol):
         ...
 
 
-class Launcher(Protocol):
+class ProcessLauncher(Protocol):
+    """Starts one bot process (`LocalProcessLauncher`; a worker host's slots use one too)."""
+
     async def start(self, request: BotRequest) -> BotHandle: ...
 
 
 @runtime_checkable
-class RemoteLauncher(Protocol):
-    """A launcher whose bots run on other hosts (`bot.cluster.celery_launcher.CeleryLauncher`): the service
-    hands it
-    each queued bot; a worker host claims the bot in the store, runs it as `LocalProcessLauncher` does here
-    and records it in the same store, so the service holds no handle."""
+class Launcher(Protocol):
+    """Where the service's bots run: here (`bot.service.local_launcher.LocalLauncher`) or on worker hosts
+    (`bot.cluster.celery_launcher.CeleryLauncher`). The service claims each bot when its time comes
+    (`scheduled → queued` in the store) and hands it over with `enqueue`; the launcher starts it, records
+    it in the store and makes it leave when a stop is asked for."""
 
-    async def open(self, store: BotStore) -> None:
-        """Starts watching the hosts (and re-filling the queue) on the service's store."""
+    @property
+    def running_ids(self) -> list[str]:
+        """The bots running, or being started, in this process (none when they run elsewhere)."""
+        ...
+
+    @property
+    def queued_ids(self) -> list[str]:
+        """The bots waiting in this process for a free slot, in join order."""
+        ...
+
+    @property
+    def records_waiting(self) -> int:
+        """Bot records held in memory while the database is unavailable."""
+        ...
+
+    async def open(self, store: BotStore, metrics: BotMetrics) -> None:
+        """Settles what the last run left in `store`, then takes bots (the queued ones first)."""
         ...
 
     def enqueue(self, bot_ids: Sequence[str]) -> None:
-        """Hands over bots the service just moved to `queued`, in join order; never blocks."""
+        """Hands over bots just moved to `queued`, in join order; never blocks."""
+        ...
+
+    def withdraw(self, bot_id: str) -> None:
+        """The bot was cancelled, or asked to leave (its store record says which): drop it from the queue,
+        or make it leave."""
         ...
 
     async def close(self) -> None:
-        """Stops watching; the hosts' bots run on."""
+        """Stops taking bots; bots running in this process leave first. Idempotent."""
         ...
 
 

@@ -29,7 +29,6 @@ import asyncio
 import datetime as dt
 import json
 import logging
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -51,13 +50,12 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from bot.aio import cancel_and_wait, first_of
-from bot.service.store import Base, BotRow, EventRow, UtcDateTime, utcnow
-from bot.service.webhooks import EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from bot.service.store import Base, BotRow, BotStore, EventRow, UtcDateTime, utcnow
+from bot.service.webhooks import signed_headers
+from bot.settings import Settings, WebhookSection
 
 log = logging.getLogger(__name__)
 
-# Svix's schedule: the delays before each retry after the first attempt fails.
-DEFAULT_RETRY_SCHEDULE_S: tuple[float, ...] = (5, 30, 120, 600, 1800, 3600, 7200)
 # Events about delivery itself are recorded for the operator but never queued (a dead receiver would
 # otherwise be sent news of its own death, forever).
 _NOT_DELIVERED_PREFIX = "webhook."
@@ -163,15 +161,16 @@ class WebhookOutbox:
 
     # --- queueing (inside the store's transaction) ---------------------------------------------------
 
-    def on_event_row(self, s: Session, row: EventRow) -> None:
-        """Called by `BotStore` for each event row it adds in `s`: queues the event if its bot has a webhook
-        URL. The event gets an `id` if it has none (service events), so the record and the delivery agree."""
+    def on_event_row(self, s: Session, row: EventRow) -> bool:
+        """The store's event hook (`BotStore.event_hook`) for each event row it adds in `s`: queues the event
+        if its bot has a webhook URL (True then). The event gets an `id` if it has none (service events), so
+        the record and the delivery agree."""
         if row.kind.startswith(_NOT_DELIVERED_PREFIX):
-            return
+            return False
         request = s.scalar(select(BotRow.request).where(BotRow.id == row.bot_id))
         url = (request or {}).get("webhook_url")
         if not url:
-            return
+            return False
         data = dict(row.data)
         event_id = str(data.get("id") or uuid.uuid4().hex)[:64]
         if data.get("id") != event_id:
@@ -194,6 +193,7 @@ class WebhookOutbox:
                 next_attempt_at=now,
             )
         )
+        return True
 
     # --- reading --------------------------------------------------------------------------------------
 
@@ -331,6 +331,16 @@ class WebhookOutbox:
         return dead
 
 
+def store_with_outbox(engine: Engine) -> tuple[BotStore, WebhookOutbox]:
+    """The bot store with the outbox as its event hook: an event of a bot with a webhook_url is stored and
+    queued for delivery at once or not at all, whichever process records it (the service, a worker host, a
+    CLI client). Every process that records bots opens its store here."""
+    store = BotStore(engine)  # first: the outbox's table refers to the store's
+    outbox = WebhookOutbox(engine)
+    store.event_hook = outbox.on_event_row
+    return store, outbox
+
+
 class DeliveryMetrics(Protocol):
     """What the dispatcher reports (bot.service.metrics.ServiceMetrics implements it)."""
 
@@ -344,15 +354,19 @@ class DeliveryMetrics(Protocol):
         """An event's retries are used up."""
 
 
+_WEBHOOK = WebhookSection()  # the defaults live with the settings, once
+
+
 @dataclass
 class WebhookOptions:
-    """The service's webhook settings ([webhook]; bot.call.config.webhook_options)."""
+    """The service's webhook settings ([webhook]): signed with webhook.secret, retried on
+    webhook.retry_schedule_s; webhook.url is the webhook of bots scheduled without their own."""
 
     secret: str = field(default="", repr=False)  # webhook.secret (BOT_WEBHOOK_SECRET)
     # webhook.url: the webhook of a bot scheduled without one (`BotService.schedule` stores it in the request)
-    default_url: str = ""
-    retry_schedule_s: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE_S
-    timeout_s: float = 10.0  # one attempt
+    default_url: str = _WEBHOOK.url
+    retry_schedule_s: tuple[float, ...] = tuple(_WEBHOOK.retry_schedule_s)
+    timeout_s: float = _WEBHOOK.timeout_s  # one attempt
     concurrency: int = 8  # bots delivering at once
     poll_interval_s: float = 1.0  # look for events written by other processes (a `cancel` client, …)
 
@@ -364,6 +378,16 @@ class WebhookOptions:
             raise ValueError("webhook timeouts and intervals must be positive")
         if self.concurrency < 1:
             raise ValueError("webhook.concurrency must be at least 1")
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> WebhookOptions:
+        w = s.webhook
+        return cls(
+            secret=w.secret,
+            retry_schedule_s=tuple(w.retry_schedule_s),
+            timeout_s=w.timeout_s,
+            default_url=w.url,
+        )
 
 
 class WebhookDispatcher:
@@ -441,17 +465,11 @@ class WebhookDispatcher:
     async def _attempt(self, delivery: Delivery) -> None:
         assert self._client is not None
         body = delivery.body.encode()
-        stamp = str(int(time.time()))
         status: int | None = None
         if not self.config.secret:
             error = "the service has no webhook.secret (set BOT_WEBHOOK_SECRET) to sign deliveries"
         else:
-            headers = {
-                "Content-Type": "application/json",
-                SIGNATURE_HEADER: sign(self.config.secret, stamp, body),
-                TIMESTAMP_HEADER: stamp,
-                EVENT_ID_HEADER: delivery.event_id,
-            }
+            headers = signed_headers(self.config.secret, delivery.event_id, body)
             try:
                 response = await self._client.post(delivery.url, content=body, headers=headers)
                 status = response.status_code

@@ -1,11 +1,11 @@
 """Bot records in the scheduler's database: request, state, events, end reason, exit code, timings.
 
 One table of bots and one of their events, in the same database as APScheduler's job store (a SQLite file
-by default, PostgreSQL by URL), and the webhook outbox beside them (`bot.service.outbox`: an event of a bot
-with a
-webhook is queued in the transaction that stores it). State changes are conditional updates
-(`UPDATE … WHERE state IN (…)`), so two schedulers, or a restart racing a late job, can never start the
-same bot twice. The Millis key is never part of a request and so never reaches this database.
+by default, PostgreSQL by URL). Each event row goes through the store's `event_hook` inside the transaction
+that stores it: the webhook outbox (`bot.service.outbox.store_with_outbox`) queues it there. State
+changes are conditional updates (`UPDATE … WHERE state IN (…)`), so two schedulers, or a restart racing a
+late job, can never start the same bot twice. The Millis key is never part of a request and so never
+reaches this database.
 """
 
 from __future__ import annotations
@@ -277,6 +277,11 @@ def _ping_when_idle(engine: Engine, idle_s: float) -> None:
             raise DisconnectionError(f"a pooled connection was closed: {e}") from e  # the pool reconnects
 
 
+# Called with each event row in the transaction that adds it; True if it queued something for after the
+# commit (`BotStore.on_event` is then told).
+EventHook = Callable[[Session, EventRow], bool]
+
+
 def new_bot_id() -> str:
     return uuid.uuid4().hex[:16]
 
@@ -286,20 +291,14 @@ class BotStore:
     short transaction on a connection of its own (the API runs them on threads, the service's own on its
     event loop)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, event_hook: EventHook | None = None) -> None:
         self.engine = engine
         Base.metadata.create_all(engine)
         _add_new_columns(engine)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
-        # The webhook outbox shares this database and each event's transaction: an event of a bot with a
-        # webhook_url is stored and queued for delivery at once or not at all, whichever process records
-        # it (the service, a worker host, a CLI client). Imported here: it builds on this module's tables.
-        from bot.service.outbox import DeliveryRow, WebhookOutbox
-
-        self.outbox = WebhookOutbox(engine)
-        self._delivery_row = DeliveryRow
-        # Told after each commit that queued a webhook delivery (the service wakes its dispatcher; not for
-        # the events of bots without a webhook: each wake costs it a query).
+        self.event_hook = event_hook
+        # Told after each commit whose event hook queued something (the service wakes its webhook
+        # dispatcher; not for the events of bots without a webhook: each wake costs it a query).
         self.on_event = None
         event.listen(self._sessions, "after_commit", self._after_commit)
 
@@ -319,19 +318,17 @@ class BotStore:
 
     def _add_event(self, s: Session, row: EventRow) -> None:
         s.add(row)
-        self.outbox.on_event_row(s, row)
-        if any(isinstance(new, self._delivery_row) for new in s.new):
+        if self.event_hook is not None and self.event_hook(s, row):
             s.info["webhook_queued"] = True
 
     def _after_commit(self, s: Session) -> None:
         callback, loop = self._on_event, self._on_event_loop
         if not s.info.pop("webhook_queued", False) or callback is None:
             return
-        if loop is None or asyncio._get_running_loop() is loop:
+        if loop is None:
             callback()
         else:
-            with contextlib.suppress(RuntimeError):  # the loop has closed
-                loop.call_soon_threadsafe(callback)
+            call_on_loop(loop, callback)
 
     def create(
         self,
@@ -472,6 +469,16 @@ def _add_new_columns(engine: Engine) -> None:
                 # Another process (the service, a worker) added it at the same moment.
                 if column.name not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
                     raise
+
+
+def call_on_loop(loop: asyncio.AbstractEventLoop, callback: Callable[..., object], *args: Any) -> None:
+    """Calls `callback(*args)` now if this thread runs `loop`, else soon on `loop` (the store's callers are
+    the event loop and the API's database threads)."""
+    if asyncio._get_running_loop() is loop:
+        callback(*args)
+    else:
+        with contextlib.suppress(RuntimeError):  # the loop has closed
+            loop.call_soon_threadsafe(callback, *args)
 
 
 def database_unavailable(error: BaseException) -> bool:

@@ -30,6 +30,17 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
+def signed_headers(secret: str, event_id: str, body: bytes) -> dict[str, str]:
+    """The headers of one delivery attempt: a fresh timestamp, and the signature over it and the body."""
+    stamp = str(int(time.time()))
+    return {
+        "Content-Type": "application/json",
+        SIGNATURE_HEADER: sign(secret, stamp, body),
+        TIMESTAMP_HEADER: stamp,
+        EVENT_ID_HEADER: event_id,
+    }
+
+
 def verify(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
     return hmac.compare_digest(sign(secret, timestamp, body), signature)
 
@@ -77,13 +88,7 @@ class WebhookSender:
         assert self._client is not None
         body = event.to_json().encode()
         for attempt in range(self.config.retries + 1):
-            stamp = str(int(time.time()))
-            headers = {
-                "Content-Type": "application/json",
-                SIGNATURE_HEADER: sign(self.config.secret, stamp, body),
-                TIMESTAMP_HEADER: stamp,
-                EVENT_ID_HEADER: event.id,
-            }
+            headers = signed_headers(self.config.secret, event.id, body)
             try:
                 response = await self._client.post(self.config.url, content=body, headers=headers)
                 if response.status_code < 500 and response.status_code != 429:

@@ -39,7 +39,7 @@ from bot.agent.peer import (
 )
 from bot.aio import cancel_and_wait
 from bot.audio.analysis import dominant_frequency, rms_dbfs
-from bot.audio.pcm import FrameQueue, PcmFrame
+from bot.audio.frames import FrameQueue, PcmFrame
 from bot.bridge.media import LevelMeter, PcmTrack, ToMono
 from bot.testing.agent_behaviours import (
     HEARING_DBFS,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bot.audio.pcm import BYTES_PER_FRAME, SAMPLE_RATE, SAMPLES_PER_FRAME
+from bot.audio.frames import BYTES_PER_FRAME, SAMPLE_RATE, SAMPLES_PER_FRAME
 
 SILENT = b"\x00" * BYTES_PER_FRAME
 HEARING_DBFS = -45.0  # a frame louder than this is "sound" (speech or tone), quieter is silence

@@ -107,10 +107,18 @@ class CameraPerson:
         self, server: ReplicaServer, platform: str, meeting_id: str, name: str, stream: CameraStream
     ) -> None:
         self.server = server
-        self.platform = platform
-        self.meeting_id = meeting_id
         self.name = name
         self.stream = stream
+        # The message room.js sends the room on joining: a guest, no passcode, no entry report.
+        self._join = {
+            "type": "join",
+            "room": meeting_id,
+            "platform": platform,
+            "name": name,
+            "passcode": "",
+            "host": False,
+            "entry": None,
+        }
         self.camera_on = False
         self.join_result = ""
         self._options = PeerOptions.loopback()
@@ -126,16 +134,7 @@ class CameraPerson:
         self._ws = await self._session.ws_connect(
             f"wss://127.0.0.1:{self.server.port}/_replica/ws", ssl=False, heartbeat=None
         )
-        join = {
-            "type": "join",
-            "room": self.meeting_id,
-            "platform": self.platform,
-            "name": self.name,
-            "passcode": "",
-            "host": False,
-            "entry": None,
-        }
-        await self._ws.send_str(json.dumps(join))
+        await self._ws.send_str(json.dumps(self._join))
         reply = await self._ws.receive_json()
         while reply.get("type") != "joined":  # messages that arrive with the answer
             reply = await self._ws.receive_json()

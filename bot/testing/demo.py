@@ -17,8 +17,8 @@ from typing import TextIO
 
 from bot.agent.millis import MillisEndpoint
 from bot.audio.analysis import onsets
-from bot.audio.pcm import SAMPLE_RATE
-from bot.call.config import SessionConfig, millis_config
+from bot.audio.frames import SAMPLE_RATE
+from bot.call.config import SessionConfig
 from bot.call.session import BotSession
 from bot.call.stop_signals import leave_on_signal
 from bot.events import EventBus, JsonLinesPrinter, TerminalPrinter
@@ -157,7 +157,10 @@ async def run_demo(
         bus = EventBus()
         bus.subscribe(JsonLinesPrinter(out) if json_events else TerminalPrinter(out))
         session = BotSession(
-            SessionConfig.from_settings(settings), meeting, MillisEndpoint(millis_config(settings)), bus
+            SessionConfig.from_settings(settings),
+            meeting,
+            MillisEndpoint(settings.agent.millis_config()),
+            bus,
         )
         with leave_on_signal(session.stop):
             bot = asyncio.create_task(session.run(), name="bot-session")

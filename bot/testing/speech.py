@@ -16,7 +16,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from bot.audio.pcm import SAMPLE_RATE
+from bot.audio.frames import SAMPLE_RATE
 
 DEFAULT_SENTENCE = "Hello, I am the meeting agent. How can I help you today?"
 

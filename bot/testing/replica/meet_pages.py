@@ -17,7 +17,6 @@ hides, an end by navigation, cards outside dialogs, an unknown layer or screen).
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import json
 import re
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from bot.testing.replica.client_options import PerMeeting, check_choices
 from bot.testing.replica.server import drop_connection
 
 if TYPE_CHECKING:
@@ -57,6 +57,12 @@ LOBBY_ASKING = "Asking to be let in\u2026"
 LOBBY_WAITING_HOST = "Waiting for the host to let you in"
 _PEOPLE = ("button", "label", "avatars", "tiles")
 _BANNERS = ("", "prejoin", "call", "both")
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "controls_hide": ("fade", "remove"),
+    "denial": ("notice", "left"),
+    "people": _PEOPLE,
+    "banner": _BANNERS,
+}
 
 
 @dataclass
@@ -100,18 +106,11 @@ class MeetClientOptions:
     unknown_screen: bool = False
 
     def __post_init__(self) -> None:
-        for name, value, allowed in (
-            ("controls_hide", self.controls_hide, ("fade", "remove")),
-            ("denial", self.denial, ("notice", "left")),
-            ("people", self.people, _PEOPLE),
-            ("banner", self.banner, _BANNERS),
-        ):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
+        check_choices(self, _CHOICES)
 
 
 @dataclass
-class MeetPages:
+class MeetPages(PerMeeting[MeetClientOptions]):
     """The Meet page module the replica server dispatches `meet.google.com` requests to."""
 
     platform: str = "meet"
@@ -119,14 +118,6 @@ class MeetPages:
     default_options: MeetClientOptions = field(default_factory=MeetClientOptions)
     options: dict[str, MeetClientOptions] = field(default_factory=dict)  # per meeting code
     loads: dict[str, int] = field(default_factory=dict)  # client page loads per meeting code
-
-    def options_for(self, code: str) -> MeetClientOptions:
-        return self.options.get(code, self.default_options)
-
-    def configure(self, code: str, **fields: Any) -> MeetClientOptions:
-        """Changes some client options of one meeting (the control API's `options` action)."""
-        self.options[code] = dataclasses.replace(self.options_for(code), **fields)
-        return self.options[code]
 
     def routes(self, server: ReplicaServer) -> list[web.AbstractRouteDef]:
         async def client(request: web.Request) -> web.Response:

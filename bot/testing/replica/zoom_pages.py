@@ -20,7 +20,6 @@ control API's `options` action). `/`, `/signin` and `/postattendee` are where an
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import json
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from bot.testing.replica.client_options import PerMeeting, check_choices
 from bot.testing.replica.server import drop_connection
 
 if TYPE_CHECKING:
@@ -90,10 +90,7 @@ class ZoomClientOptions:
     terms_modal: str = ""
 
     def __post_init__(self) -> None:
-        for name, allowed in _CHOICES.items():
-            value = getattr(self, name)
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
+        check_choices(self, _CHOICES)
 
 
 @dataclass(frozen=True)
@@ -106,7 +103,7 @@ class Visit:
 
 
 @dataclass
-class ZoomPages:
+class ZoomPages(PerMeeting[ZoomClientOptions]):
     """The Zoom page module the replica server dispatches `zoom.us` and `*.zoom.us` requests to."""
 
     platform: str = "zoom"
@@ -114,14 +111,6 @@ class ZoomPages:
     default_options: ZoomClientOptions = field(default_factory=ZoomClientOptions)
     options: dict[str, ZoomClientOptions] = field(default_factory=dict)  # per meeting id
     visits: list[Visit] = field(default_factory=list)
-
-    def options_for(self, meeting_id: str) -> ZoomClientOptions:
-        return self.options.get(meeting_id, self.default_options)
-
-    def configure(self, meeting_id: str, **fields: Any) -> ZoomClientOptions:
-        """Changes some client options of one meeting (the control API's `options` action)."""
-        self.options[meeting_id] = dataclasses.replace(self.options_for(meeting_id), **fields)
-        return self.options[meeting_id]
 
     def routes(self, server: ReplicaServer) -> list[web.AbstractRouteDef]:
         async def launch(request: web.Request) -> web.Response:
