@@ -35,7 +35,7 @@ from bot.agent.options import KEY_ENV as KEY_ENV
 from bot.agent.options import REGION_BASES as REGION_BASES
 from bot.agent.options import REGIONS as REGIONS
 from bot.options import OptionError
-from bot.platforms.base import CallPolicy, JoinPolicy
+from bot.platforms.policies import CallPolicy, JoinPolicy
 
 T = TypeVar("T")
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "bot.toml"
@@ -190,7 +190,7 @@ _CALL = CallPolicy()
 
 @dataclass
 class CallSection:
-    """The defaults are the join and call policies' (bot.platforms.base)."""
+    """The defaults are the join and call policies' (bot.platforms.policies)."""
 
     max_duration_s: float = setting(_CALL.max_duration_s, "leave after this long in the call")
     alone_after_s: float = setting(

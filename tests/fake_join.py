@@ -29,8 +29,8 @@ from bot.events import (
     Stats,
     Summary,
 )
+from bot.meeting_urls import InvalidMeetingUrl, parse_meeting_url
 from bot.outcome import EndReason, ExitCode, FailureCode, exit_code_for
-from bot.platforms.urls import InvalidMeetingUrl, parse_meeting_url
 
 emit: JsonLinesPrinter = JsonLinesPrinter(sys.stdout)
 

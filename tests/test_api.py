@@ -78,7 +78,7 @@ async def test_every_route_but_health_needs_the_token(
 
 
 async def test_a_non_meeting_url_is_refused_with_the_parsers_message(client: httpx.AsyncClient) -> None:
-    from bot.platforms.urls import InvalidMeetingUrl, parse_meeting_url
+    from bot.meeting_urls import InvalidMeetingUrl, parse_meeting_url
 
     url = "https://example.com/meeting/123"
     with pytest.raises(InvalidMeetingUrl) as expected:

@@ -20,11 +20,12 @@ from bot.audio import AudioDevices, PcmCapture, PcmPlayback
 from bot.audio.analysis import tone
 from bot.audio.streams import wait_for_streams
 from bot.browser.launch import BotBrowser
+from bot.meeting_urls import MeetingUrl, parse_meeting_url
 from bot.outcome import CallState, EndReason, FailureCode
-from bot.platforms.base import CallPolicy, JoinFailure, JoinPolicy
+from bot.platforms.base import JoinFailure
 from bot.platforms.meet import MeetPlatform
 from bot.platforms.meet_ui import Screen
-from bot.platforms.urls import MeetingUrl, parse_meeting_url
+from bot.platforms.policies import CallPolicy, JoinPolicy
 from bot.testing.participant import Participant, to_pcm
 from bot.testing.replica.meet_pages import CALL_ENDED, HOST_ENDED, MeetClientOptions, MeetPages
 from bot.testing.replica.room import Room

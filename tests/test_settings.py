@@ -315,7 +315,7 @@ def test_parts_own_the_defaults_and_rules() -> None:
     """The [agent] and [call] defaults are the parts' options' own, and a part's rule is reported as the
     setting it came from."""
     from bot.agent.options import MillisConfig
-    from bot.platforms.base import CallPolicy, JoinPolicy
+    from bot.platforms.policies import CallPolicy, JoinPolicy
 
     a, c = Settings().agent, Settings().call
     peer = PeerOptions()
@@ -350,7 +350,7 @@ def test_parts_own_the_defaults_and_rules() -> None:
 
 
 def test_policies_and_scheduler_take_the_settings_defaults() -> None:
-    from bot.platforms.base import CallPolicy, JoinPolicy
+    from bot.platforms.policies import CallPolicy, JoinPolicy
     from bot.service.options import SchedulerConfig
 
     s = load_settings(None, {}, require_key=False)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.platforms.urls import MAX_URL_LENGTH, InvalidMeetingUrl, MeetingUrl, parse_meeting_url
+from bot.meeting_urls import MAX_URL_LENGTH, InvalidMeetingUrl, MeetingUrl, parse_meeting_url
 
 MEET = "https://meet.google.com/abc-defg-hij?hl=en"
 

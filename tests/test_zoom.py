@@ -22,9 +22,10 @@ from bot.audio import AudioDevices, PcmCapture, PcmPlayback
 from bot.audio.analysis import tone
 from bot.audio.streams import wait_for_streams
 from bot.browser.launch import BotBrowser
+from bot.meeting_urls import MeetingUrl, parse_meeting_url
 from bot.outcome import CallState, EndReason, FailureCode
-from bot.platforms.base import CallPolicy, JoinFailure, JoinPolicy
-from bot.platforms.urls import MeetingUrl, parse_meeting_url
+from bot.platforms.base import JoinFailure
+from bot.platforms.policies import CallPolicy, JoinPolicy
 from bot.platforms.zoom import ZoomPlatform
 from bot.testing.participant import Participant, to_pcm
 from bot.testing.replica.room import Room

@@ -15,7 +15,7 @@ from bot.settings import BrowserSection, Settings
 
 if TYPE_CHECKING:
     from bot.bridge.options import BridgeOptions
-    from bot.platforms.base import CallPolicy, JoinPolicy
+    from bot.platforms.policies import CallPolicy, JoinPolicy
 
 
 @dataclass(frozen=True)

@@ -36,10 +36,10 @@ from bot.events import (
     Summary,
 )
 from bot.events import Ended as EndedEvent
+from bot.meeting_urls import MeetingUrl
 from bot.outcome import CallState, EndedBy, EndReason, ExitCode, FailureCode, RunFailureCode, exit_code_for
 from bot.platforms import platform_class
 from bot.platforms.base import JoinFailure, Platform
-from bot.platforms.urls import MeetingUrl
 
 log = logging.getLogger(__name__)
 

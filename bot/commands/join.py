@@ -15,8 +15,8 @@ from bot.browser.levers import lean_driver_environ
 from bot.call.config import SessionConfig
 from bot.call.stop_signals import leave_on_signal
 from bot.events import EventBus, JsonLinesPrinter, TerminalPrinter
+from bot.meeting_urls import InvalidMeetingUrl, MeetingUrl, parse_meeting_url
 from bot.outcome import ExitCode
-from bot.platforms.urls import InvalidMeetingUrl, MeetingUrl, parse_meeting_url
 from bot.settings import REGIONS, Settings, SettingsError, load_settings, parse_pairs
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from bot.platforms.base import Platform
 
-# name (as `urls.MeetingUrl.platform` gives it) -> (module, adapter class)
+# name (as `bot.meeting_urls.MeetingUrl.platform` gives it) -> (module, adapter class)
 _ADAPTERS: dict[str, tuple[str, str]] = {
     "meet": ("bot.platforms.meet", "MeetPlatform"),
     "zoom": ("bot.platforms.zoom", "ZoomPlatform"),

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from typing import Any, Generic, Literal, NoReturn
 from urllib.parse import urlsplit
 
+from bot.meeting_urls import MeetingUrl
 from bot.outcome import CallState, FailureCode
-from bot.platforms.base import Browser, JoinPolicy, StateCallback
+from bot.platforms.base import Browser, StateCallback
 from bot.platforms.page import PagePlatform
+from bot.platforms.policies import JoinPolicy
 from bot.platforms.ui import S, T
-from bot.platforms.urls import MeetingUrl
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ import time
 from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
+from bot.meeting_urls import MeetingUrl
 from bot.outcome import EndReason, FailureCode
 from bot.platforms.base import Browser
 from bot.platforms.join_loop import Handler, JoiningPlatform, JoinTable, Step, Waiting, ended_before_admission
 from bot.platforms.meet_ui import UI, Screen, Snapshot
-from bot.platforms.urls import MeetingUrl
 
 log = logging.getLogger(__name__)
 

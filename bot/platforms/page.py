@@ -34,10 +34,11 @@ from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Frame, Locator, Page
 
 from bot.browser.input import InputError
+from bot.meeting_urls import MeetingUrl
 from bot.outcome import EndReason, FailureCode
-from bot.platforms.base import Browser, CallPolicy, JoinFailure, Platform
+from bot.platforms.base import Browser, JoinFailure, Platform
+from bot.platforms.policies import CallPolicy
 from bot.platforms.ui import PlatformUi, S, T, exact_text
-from bot.platforms.urls import MeetingUrl
 
 log = logging.getLogger(__name__)
 

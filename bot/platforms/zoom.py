@@ -18,10 +18,10 @@ from urllib.parse import urlsplit
 
 from playwright.async_api import Error as PlaywrightError
 
+from bot.meeting_urls import MeetingUrl
 from bot.outcome import EndReason, FailureCode
 from bot.platforms.base import Browser
 from bot.platforms.join_loop import Handler, JoiningPlatform, JoinTable, Step, Waiting, ended_before_admission
-from bot.platforms.urls import MeetingUrl
 from bot.platforms.zoom_ui import UI, Screen, Snapshot
 
 log = logging.getLogger(__name__)

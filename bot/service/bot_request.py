@@ -98,7 +98,7 @@ def validate_request(
     bot_id: str = "",
 ) -> BotRequest:
     """Checks every field and says what to fix; the meeting URL is checked by the platform parser."""
-    from bot.platforms.urls import InvalidMeetingUrl, parse_meeting_url
+    from bot.meeting_urls import InvalidMeetingUrl, parse_meeting_url
 
     texts = {
         "meeting_url": meeting_url,
@@ -150,7 +150,7 @@ def validate_request(
 
 def meeting_platform(meeting_url: str) -> str:
     """The platform of a meeting URL ("meet", "zoom"), or "unknown" (a metrics label)."""
-    from bot.platforms.urls import InvalidMeetingUrl, parse_meeting_url
+    from bot.meeting_urls import InvalidMeetingUrl, parse_meeting_url
 
     try:
         return parse_meeting_url(meeting_url).platform

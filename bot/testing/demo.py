@@ -22,8 +22,8 @@ from bot.call.config import SessionConfig
 from bot.call.session import BotSession
 from bot.call.stop_signals import leave_on_signal
 from bot.events import EventBus, JsonLinesPrinter, TerminalPrinter
+from bot.meeting_urls import parse_meeting_url
 from bot.outcome import ExitCode
-from bot.platforms.urls import parse_meeting_url
 from bot.settings import Settings
 from bot.testing.agent import StandInAgent
 from bot.testing.participant import Participant, to_pcm
