@@ -9,14 +9,21 @@ import sys
 from collections.abc import Sequence
 from typing import Protocol
 
+from bot.commands import guarded
+
 
 class Command(Protocol):
-    """A subcommand module: registers its parser and sets `func(args) -> exit code` as default."""
+    """A subcommand module (bot.commands): its help texts, its arguments, and what it runs."""
 
-    def register(self, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None: ...
+    HELP: str
+    DESCRIPTION: str
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
 
 
-# Command name → the module with its `register(subparsers)` function. Only the module of the command
+# Command name → its module (a `Command`). Only the module of the command
 # being run is imported: `join` should not pay for the API server's imports (tens of MB per bot).
 COMMANDS: dict[str, str] = {
     "join": "bot.commands.join",
@@ -45,7 +52,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     for name, module_name in COMMANDS.items():
         if only is None or name == only:
             module: Command = importlib.import_module(module_name)  # type: ignore[assignment]
-            module.register(sub)
+            p = sub.add_parser(name, help=module.HELP, description=module.DESCRIPTION)
+            module.add_arguments(p)
+            p.set_defaults(func=guarded(module.run))
     return parser
 
 

@@ -7,18 +7,13 @@ import asyncio
 
 from bot.settings import JITTER_BUFFERS
 
-
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "agent-standin",
-        help="run a local stand-in agent (echo, tone, speak, …) speaking the Millis offer contract",
-        description="A local aiortc agent behind POST /webrtc/offer. The agent id picks the behaviour: "
-        "echo, tone[-HZ], speak, hangup-after-S, freeze-after-S, slow-answer[-S], fail-500, with modifiers "
-        "after a + (hangup-after-S, freeze-after-S, slow-answer-S, slow-reconnect-S). "
-        "Prints its base URL, then serves until Ctrl+C.",
-    )
-    add_arguments(p)
-    p.set_defaults(func=run)
+HELP = "run a local stand-in agent (echo, tone, speak, …) speaking the Millis offer contract"
+DESCRIPTION = (
+    "A local aiortc agent behind POST /webrtc/offer. The agent id picks the behaviour: "
+    "echo, tone[-HZ], speak, hangup-after-S, freeze-after-S, slow-answer[-S], fail-500, with modifiers "
+    "after a + (hangup-after-S, freeze-after-S, slow-answer-S, slow-reconnect-S). "
+    "Prints its base URL, then serves until Ctrl+C."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -14,26 +14,18 @@ import asyncio
 import datetime as dt
 import json
 import os
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 
+from bot.commands import CommandError
 from bot.service.options import SchedulerConfig
 from bot.service.scheduler import BotService, DatabaseError
 from bot.settings import Settings, SettingsError, load_settings
 
 T = TypeVar("T")
-
-
-class CommandError(Exception):
-    """Ends the command with this message and exit code 2 (or `code`)."""
-
-    def __init__(self, message: str, code: int = 2) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def add_target_flags(p: argparse.ArgumentParser) -> None:
@@ -150,16 +142,3 @@ def print_records(records: list[dict[str, Any]], as_json: bool) -> None:
             f"{r['id']:<16}  {r['state']:<18}  {local_time(r['join_at']):<23}  {r['agent_id'][:16]:<16}  "
             f"{host:<12}  {outcome[:14]:<14}  {r['meeting_url']}"
         )
-
-
-def guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Turns a CommandError into its message on stderr and its exit code."""
-
-    def wrapper(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except CommandError as e:
-            print(f"meeting-bot {args.command}: {e}", file=sys.stderr)
-            return e.code
-
-    return wrapper

@@ -22,13 +22,14 @@ if TYPE_CHECKING:
     from bot.bridge import BridgeOptions
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "bridge",
-        help="start the audio devices and connect them to an agent (no meeting)",
-        description="Start the bot's PulseAudio devices, connect them to a Millis agent and print live "
-        "stats until Ctrl+C. The private key comes from MILLIS_PRIVATE_KEY or agent.key_file.",
-    )
+HELP = "start the audio devices and connect them to an agent (no meeting)"
+DESCRIPTION = (
+    "Start the bot's PulseAudio devices, connect them to a Millis agent and print live "
+    "stats until Ctrl+C. The private key comes from MILLIS_PRIVATE_KEY or agent.key_file."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agent-id", required=True, help="Millis agent id")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--region", choices=REGIONS, help="Millis region (default us-west)")
@@ -47,7 +48,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="test configuration: no STUN and ICE on 127.0.0.1 only (for a local agent stand-in)",
     )
-    p.set_defaults(func=run)
 
 
 def load(args: argparse.Namespace) -> Settings:

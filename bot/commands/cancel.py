@@ -7,27 +7,20 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-from bot.commands.bot_records import (
-    CommandError,
-    add_target_flags,
-    api_call,
-    describe_problem,
-    guarded,
-    run_direct,
-)
+from bot.commands import CommandError
+from bot.commands.bot_records import add_target_flags, api_call, describe_problem, run_direct
 from bot.service.scheduler import BotService, NotFound
 
+HELP = "cancel a scheduled bot or make a running bot leave"
+DESCRIPTION = (
+    "Cancel a scheduled or queued bot; a running bot is asked to leave its meeting "
+    "(the running service does it within a second)."
+)
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "cancel",
-        help="cancel a scheduled bot or make a running bot leave",
-        description="Cancel a scheduled or queued bot; a running bot is asked to leave its meeting "
-        "(the running service does it within a second).",
-    )
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("id", help="bot id (from `schedule` or `list`)")
     add_target_flags(p)
-    p.set_defaults(func=guarded(run))
 
 
 def run(args: argparse.Namespace) -> int:

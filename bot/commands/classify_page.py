@@ -25,18 +25,18 @@ PLATFORM_NAMES = ("meet", "zoom")
 _URL_COMMENT = re.compile(r"\A\s*<!--\s*(\S+)\s*-->")
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "classify-page",
-        help="say which screen the bot reads a saved page (a failure's HTML) as",
-        description="Classify saved page HTML the way the bot classifies a live page. Pass the page's HTML "
-        "and, for a client inside a frame, its .frameN.html files too. Offline: no script of the page runs "
-        "and nothing is fetched.",
-    )
+HELP = "say which screen the bot reads a saved page (a failure's HTML) as"
+DESCRIPTION = (
+    "Classify saved page HTML the way the bot classifies a live page. Pass the page's HTML "
+    "and, for a client inside a frame, its .frameN.html files too. Offline: no script of the page runs "
+    "and nothing is fetched."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("platform", choices=PLATFORM_NAMES)
     p.add_argument("files", nargs="+", type=Path, metavar="FILE.html", help="the page, then its frames")
     p.add_argument("--json", action="store_true", help="print the screen and the whole reading as JSON")
-    p.set_defaults(func=run)
 
 
 @dataclass(frozen=True)

@@ -22,16 +22,15 @@ HEADER = """\
 DOC_COLUMN = 28
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "config",
-        help="print the settings file with every default",
-        description="Print config/bot.toml: every setting at its default, commented out, with its doc.",
-    )
+HELP = "print the settings file with every default"
+DESCRIPTION = "Print config/bot.toml: every setting at its default, commented out, with its doc."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--defaults", action="store_true", help="print every setting at its default (config/bot.toml)"
     )
-    p.set_defaults(func=run, parser=p)
+    p.set_defaults(parser=p)  # run() reports a missing choice as a usage error
 
 
 def run(args: argparse.Namespace) -> int:

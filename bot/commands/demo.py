@@ -10,19 +10,18 @@ import sys
 from bot.outcome import ExitCode
 from bot.settings import SettingsError, load_settings
 
+HELP = "run the bot offline against a local Meet replica and agent stand-in"
+DESCRIPTION = (
+    "Start a local Meet replica, a simulated person who speaks, and a local agent that "
+    "answers with speech; send the bot in and print what each side heard. Needs no key and no internet."
+)
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "demo",
-        help="run the bot offline against a local Meet replica and agent stand-in",
-        description="Start a local Meet replica, a simulated person who speaks, and a local agent that "
-        "answers with speech; send the bot in and print what each side heard. Needs no key and no internet.",
-    )
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per bot event")
     p.add_argument(
         "--stay", action="store_true", help="keep the bot in the call after the exchange until Ctrl+C/SIGTERM"
     )
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -25,13 +25,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "join",
-        help="join a Meet or Zoom call and connect it to a Millis agent",
-        description="Join a Google Meet or Zoom meeting and let a Millis AI agent listen and talk in it. "
-        "The private key comes from MILLIS_PRIVATE_KEY or agent.key_file.",
-    )
+HELP = "join a Meet or Zoom call and connect it to a Millis agent"
+DESCRIPTION = (
+    "Join a Google Meet or Zoom meeting and let a Millis AI agent listen and talk in it. "
+    "The private key comes from MILLIS_PRIVATE_KEY or agent.key_file."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("url", help="meeting URL, e.g. https://meet.google.com/abc-defg-hij")
     add_session_flags(p)
     p.add_argument(
@@ -43,7 +44,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--metrics-host", default="127.0.0.1", help="address for --metrics-port (default 127.0.0.1)"
     )
-    p.set_defaults(func=run)
 
 
 def add_session_flags(p: argparse.ArgumentParser) -> None:

@@ -5,27 +5,22 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bot.commands.bot_records import (
-    CommandError,
-    add_target_flags,
-    api_json,
-    guarded,
-    print_records,
-    run_direct,
-)
+from bot.commands import CommandError
+from bot.commands.bot_records import add_target_flags, api_json, print_records, run_direct
 from bot.service.scheduler import BotService
 from bot.service.store import BotState
 
+HELP = "list bots and their states"
+DESCRIPTION = "List bots, soonest first."
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("list", help="list bots and their states", description="List bots, soonest first.")
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--state", action="append", choices=[s.value for s in BotState], help="only this state (repeatable)"
     )
     p.add_argument("--agent-id", help="only bots for this agent")
     p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
     add_target_flags(p)
-    p.set_defaults(func=guarded(run))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -31,21 +31,21 @@ SIGN_IN_URLS = {
 _CLOSE_TIMEOUT_S = 15.0
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "login",
-        help="sign in to Google (Meet) or Zoom once, in a visible Chromium, and save the profile for bots",
-        description="Opens Chromium on your desktop at the platform's sign-in page with its own profile "
-        "directory. Sign in, then close the window: the bots (browser.profile_dir) each run on a private "
-        "copy of that profile, signed in.",
-    )
+HELP = "sign in to Google (Meet) or Zoom once, in a visible Chromium, and save the profile for bots"
+DESCRIPTION = (
+    "Opens Chromium on your desktop at the platform's sign-in page with its own profile "
+    "directory. Sign in, then close the window: the bots (browser.profile_dir) each run on a private "
+    "copy of that profile, signed in."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("platform", nargs="?", choices=sorted(SIGN_IN_URLS), default="meet")
     p.add_argument(
         "--profile-dir", type=Path, help="where to keep the profile (default: browser.profile_dir)"
     )
     p.add_argument("--url", help="open this page instead of the platform's sign-in page")
     p.add_argument("--config", type=Path, help="TOML settings file (default config/bot.toml)")
-    p.set_defaults(func=run)
 
 
 def default_profile_dir() -> Path:

@@ -5,26 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 
-from bot.commands.bot_records import (
-    CommandError,
-    add_target_flags,
-    api_json,
-    guarded,
-    local_time,
-    run_direct,
-)
+from bot.commands import CommandError
+from bot.commands.bot_records import add_target_flags, api_json, local_time, run_direct
 from bot.service.bot_request import RequestError, validate_request
 from bot.service.scheduler import BotService
 from bot.settings import REGIONS, SettingsError, parse_pairs
 
+HELP = "schedule a bot to join a meeting at a time"
+DESCRIPTION = (
+    "Schedule a bot. It starts lead_time_s (BOT_SCHEDULER_LEAD_TIME_S, default 30) before "
+    "--at so it is in the meeting on time; `meeting-bot serve` must be running then."
+)
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "schedule",
-        help="schedule a bot to join a meeting at a time",
-        description="Schedule a bot. It starts lead_time_s (BOT_SCHEDULER_LEAD_TIME_S, default 30) before "
-        "--at so it is in the meeting on time; `meeting-bot serve` must be running then.",
-    )
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("url", help="meeting URL")
     p.add_argument(
         "--at", metavar="TIME", help="ISO 8601 with a time zone, e.g. 2030-05-01T14:00+02:00 (default: now)"
@@ -36,7 +30,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--metadata", nargs="*", default=[], metavar="K=V", help="metadata sent to the agent")
     p.add_argument("--webhook", metavar="URL", help="POST every event of this bot here")
     add_target_flags(p)
-    p.set_defaults(func=guarded(run))
 
 
 def run(args: argparse.Namespace) -> int:

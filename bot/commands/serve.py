@@ -13,24 +13,25 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bot.commands.bot_records import CommandError, guarded, load_scheduler_settings
+from bot.commands import CommandError
+from bot.commands.bot_records import load_scheduler_settings
 from bot.service.launchers import DEFAULT_COMMAND, Launcher, LocalProcessLauncher, ProcessLauncher
 from bot.service.options import SchedulerConfig
 from bot.service.outbox import WebhookOptions
 from bot.service.scheduler import BotService, DatabaseError
 from bot.service.store import safe_db_url
 
+HELP = "run the scheduler and its HTTP API"
+DESCRIPTION = (
+    "Run scheduled bots and serve the HTTP API (docs at /docs). Needs BOT_API_TOKEN. "
+    "Bots inherit this process's environment (MILLIS_PRIVATE_KEY, BOT_* settings). "
+    "SIGTERM or Ctrl+C makes every running bot leave its meeting, then exits. Bots' webhooks are "
+    "stored and delivered by this process, signed with BOT_WEBHOOK_SECRET; Prometheus metrics at "
+    "/metrics (set BOT_METRICS_TOKEN to require that bearer token)."
+)
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "serve",
-        help="run the scheduler and its HTTP API",
-        description="Run scheduled bots and serve the HTTP API (docs at /docs). Needs BOT_API_TOKEN. "
-        "Bots inherit this process's environment (MILLIS_PRIVATE_KEY, BOT_* settings). "
-        "SIGTERM or Ctrl+C makes every running bot leave its meeting, then exits. Bots' webhooks are "
-        "stored and delivered by this process, signed with BOT_WEBHOOK_SECRET; Prometheus metrics at "
-        "/metrics (set BOT_METRICS_TOKEN to require that bearer token).",
-    )
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     p.add_argument("--db", metavar="URL", help="database URL (default: BOT_DB_URL or a SQLite file)")
@@ -50,7 +51,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--config", type=Path, help="TOML settings file: its [scheduler] section, and passed to every bot"
     )
-    p.set_defaults(func=guarded(run))
 
 
 def run(args: argparse.Namespace) -> int:

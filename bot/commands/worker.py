@@ -9,20 +9,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bot.commands.bot_records import CommandError, guarded
+from bot.commands import CommandError
 from bot.service.launchers import DEFAULT_COMMAND
 
+HELP = "run bots on this host for a `serve` with scheduler.launcher = celery"
+DESCRIPTION = (
+    "A Celery worker that takes queued bots from Redis and runs at most CAPACITY at once, "
+    "each as its own `join --json` child process, recording everything in the shared database. "
+    "Bots inherit this process's environment (MILLIS_PRIVATE_KEY, BOT_* settings). SIGTERM: take no "
+    "new bot, and let the running ones finish (worker.drain = finish) or hand them to another host "
+    "(handoff). SIGINT/SIGQUIT: every bot leaves now."
+)
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "worker",
-        help="run bots on this host for a `serve` with scheduler.launcher = celery",
-        description="A Celery worker that takes queued bots from Redis and runs at most CAPACITY at once, "
-        "each as its own `join --json` child process, recording everything in the shared database. "
-        "Bots inherit this process's environment (MILLIS_PRIVATE_KEY, BOT_* settings). SIGTERM: take no "
-        "new bot, and let the running ones finish (worker.drain = finish) or hand them to another host "
-        "(handoff). SIGINT/SIGQUIT: every bot leaves now.",
-    )
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--capacity", type=int, metavar="N", help="bots at once (worker.capacity, default 2)")
     p.add_argument("--name", help="this host's name in GET /hosts (worker.name; default: the host name)")
     p.add_argument("--drain", help="on SIGTERM: finish or handoff (worker.drain, default finish)")
@@ -34,7 +34,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help=f"command that runs one bot (default: {shlex.join(DEFAULT_COMMAND[1:])} with this Python)",
     )
     p.add_argument("--config", type=Path, help="TOML settings file: [worker], [scheduler], passed to bots")
-    p.set_defaults(func=guarded(run))
 
 
 def run(args: argparse.Namespace) -> int:

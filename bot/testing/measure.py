@@ -47,11 +47,11 @@ _CHROMIUM_KINDS = {
     "zygote": "chromium other",
 }
 _UTILITIES = {"AudioService": "chromium audio", "NetworkService": "chromium network"}
+PLAYWRIGHT_DRIVER = "Playwright driver (node)"
 _NAMES = {
     "python3": "bot (Python: bridge, session)",
     "python": "bot (Python: bridge, session)",
-    "node": "Playwright driver (node)",
-    "node-MainThread": "Playwright driver (node)",
+    "node": PLAYWRIGHT_DRIVER,
     "chrome_crashpad": "chromium other",
     "Xvfb": "Xvfb",
     "pulseaudio": "PulseAudio",
@@ -67,6 +67,9 @@ def component(pid: int) -> str:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").replace("\0", " ")
     except OSError:
         return "gone"
+    # The driver's thread name differs by Node.js release (node-MainThread, MainThread); its path does not.
+    if cmdline.split(" ", 1)[0].endswith("/playwright/driver/node"):
+        return PLAYWRIGHT_DRIVER
     if name != "chromium":
         return _NAMES.get(name, name)
     kind = re.search(r" --type=(\S+)", cmdline)
