@@ -44,7 +44,8 @@ the new daemon, bot/browser/audio_rebind.py: inside the browser it would keep it
 
 Chromium honours only the last `--disable-features` (and `--enable-features`) switch, and Playwright passes
 its own: `feature_switches()` merges Playwright's lists (read from its driver, checked by
-`tests/test_browser_levers.py`), the levers' features and the user's `browser.extra_args` into one switch each.
+`tests/test_browser_levers.py`), the levers' features and the user's `browser.extra_args` into one switch
+each.
 """
 
 from __future__ import annotations
