@@ -45,7 +45,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The full parser, or (with `only`, a command name) one whose only subcommand is that command."""
     parser = argparse.ArgumentParser(
         prog="meeting-bot",
-        description="Send a bot into a Google Meet or Zoom call to talk with a Millis AI voice agent.",
+        description="Send a bot into a Google Meet, Zoom or Teams call to talk with a Millis AI voice agent.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -95,7 +95,7 @@ class Joining(BotEvent):
     """The bot starts joining; again with `retry` (and the failure it retries `after`) on a retry."""
 
     kind: ClassVar[EventKind] = EventKind.JOINING
-    platform: str  # "meet" | "zoom"
+    platform: str  # "meet" | "zoom" | "teams"
     meeting_id: str
     name: str
     retry: int | None = None

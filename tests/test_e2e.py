@@ -149,6 +149,37 @@ async def test_removed_by_host(replica: ReplicaServer, agent: StandInAgent, plat
     assert run.last("summary")["ended_by"] == "meeting"
 
 
+async def test_teams_link_through_the_launcher_agent_heard_and_no_passcode_anywhere(
+    replica: ReplicaServer, agent: StandInAgent
+) -> None:
+    """Teams end to end: a /meet/ link (its passcode in the link), the launcher, the light client, the
+    person hears the agent through the bot's microphone and the agent hears the person; the meeting id in
+    the events is the number and the passcode is in no event and no line of the log."""
+    mid, passcode = "9377000000001", "Zq8Pc4x"
+    replica.room("teams", mid).configure(passcode=passcode)
+    host = Participant(replica, "teams", mid, name="Host", host=True, passcode=passcode)
+    await host.start()
+    url = f"https://teams.live.com/meet/{mid}?p={passcode}"
+    run = await JoinRun(url, "tone-660", replica_env(replica, agent), ["--name=Teams Bot"]).start()
+    try:
+        await in_call(run)
+        started = await host.play_tone(440, 3.0)
+        await asyncio.sleep(3.3)
+        _, samples = await host.heard_since(started)
+        reply = to_pcm(samples)[len(to_pcm(samples)) // 2 :]
+        assert abs(dominant_frequency(bytes(agent.calls[-1].heard)) - 440) < 15
+        assert rms_dbfs(reply) > -45 and abs(dominant_frequency(reply) - 660) < 15
+        await replica.room("teams", mid).end()
+        assert await run.wait(20) == ExitCode.COMPLETED
+    finally:
+        await run.close()
+        await host.close()
+    joining = run.last("joining")
+    assert (joining["platform"], joining["meeting_id"]) == ("teams", mid)
+    assert run.last("ended")["reason"] == "call_ended"
+    assert passcode not in str(run.events) and passcode not in run.stderr.decode()
+
+
 async def test_alone_after_everyone_left(replica: ReplicaServer, agent: StandInAgent) -> None:
     mid, url = new_meeting("zoom")
     host = await person(replica, "zoom", mid)

@@ -157,7 +157,7 @@ class BotSession:
                 )
             except JoinFailure as failure:
                 if not failure.retryable or attempt >= policy.retries:
-                    if failure.code is FailureCode.BLOCKED:
+                    if failure.code is FailureCode.BLOCKED and m.platform == "meet":  # Google's levers
                         failure.message += self._blocked_advice(attempt + 1)
                     raise
                 attempt += 1

@@ -1,4 +1,5 @@
-"""`meeting-bot classify-page meet|zoom FILE.html [FRAME.html …]`: which screen the bot reads a saved page as.
+"""`meeting-bot classify-page meet|zoom|teams FILE.html [FRAME.html …]`: which screen the bot reads a saved
+page as.
 
 The files are what a failure saves (`bot.artifacts_dir`): the page's HTML, and one `*.frameN.html` per
 frame, each starting with a `<!-- URL -->` comment. They are loaded into a headless Chromium with page
@@ -21,7 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-PLATFORM_NAMES = ("meet", "zoom")
+PLATFORM_NAMES = ("meet", "zoom", "teams")
 _URL_COMMENT = re.compile(r"\A\s*<!--\s*(\S+)\s*-->")
 
 

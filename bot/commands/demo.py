@@ -1,5 +1,5 @@
-"""`meeting-bot demo`: the whole product offline — a local Meet replica, a simulated person, the local
-agent stand-in, and the bot between them — with a timeline of who heard whom."""
+"""`meeting-bot demo`: the whole product offline — a local Meet, Zoom or Teams replica, a simulated person,
+the local agent stand-in, and the bot between them — with a timeline of who heard whom."""
 
 from __future__ import annotations
 
@@ -10,14 +10,20 @@ import sys
 from bot.outcome import ExitCode
 from bot.settings import SettingsError, load_settings
 
-HELP = "run the bot offline against a local Meet replica and agent stand-in"
+HELP = "run the bot offline against a local meeting replica and agent stand-in"
 DESCRIPTION = (
-    "Start a local Meet replica, a simulated person who speaks, and a local agent that "
+    "Start a local Meet, Zoom or Teams replica, a simulated person who speaks, and a local agent that "
     "answers with speech; send the bot in and print what each side heard. Needs no key and no internet."
 )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--platform",
+        choices=("meet", "zoom", "teams"),
+        default="meet",
+        help="the meeting platform's replica (default meet)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per bot event")
     p.add_argument(
         "--stay", action="store_true", help="keep the bot in the call after the exchange until Ctrl+C/SIGTERM"
@@ -33,4 +39,6 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as e:
         print(f"meeting-bot demo: {e}", file=sys.stderr)
         return ExitCode.USAGE
-    return asyncio.run(run_demo(sys.stdout, json_events=args.json, stay=args.stay, base=base))
+    return asyncio.run(
+        run_demo(sys.stdout, json_events=args.json, stay=args.stay, base=base, platform=args.platform)
+    )

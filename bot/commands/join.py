@@ -25,9 +25,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-HELP = "join a Meet or Zoom call and connect it to a Millis agent"
+HELP = "join a Meet, Zoom or Teams call and connect it to a Millis agent"
 DESCRIPTION = (
-    "Join a Google Meet or Zoom meeting and let a Millis AI agent listen and talk in it. "
+    "Join a Google Meet, Zoom or Microsoft Teams meeting and let a Millis AI agent listen and talk in it. "
     "The private key comes from MILLIS_PRIVATE_KEY or agent.key_file."
 )
 

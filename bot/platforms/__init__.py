@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 _ADAPTERS: dict[str, tuple[str, str]] = {
     "meet": ("bot.platforms.meet", "MeetPlatform"),
     "zoom": ("bot.platforms.zoom", "ZoomPlatform"),
+    "teams": ("bot.platforms.teams", "TeamsPlatform"),
 }
 
 PLATFORM_NAMES: tuple[str, ...] = tuple(_ADAPTERS)

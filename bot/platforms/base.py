@@ -69,7 +69,7 @@ class Browser(Protocol):
 class Platform(abc.ABC):
     """One meeting client driven in the browser's page. Create one per join."""
 
-    name: str  # "meet", "zoom"
+    name: str  # "meet", "zoom", "teams"
 
     def __init__(self, browser: Browser, meeting: MeetingUrl) -> None:
         self.browser = browser

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Literal, NoReturn
 from urllib.parse import urlsplit
 
-from bot.meeting_urls import MeetingUrl
+from bot.meeting_urls import MeetingUrl, masked
 from bot.outcome import CallState, FailureCode
 from bot.platforms.base import Browser, StateCallback
 from bot.platforms.page import PagePlatform
@@ -279,6 +279,6 @@ class JoiningPlatform(PagePlatform[S, T]):
         if now >= self._net_reload_at:
             self._net_delay = min(self._net_delay * 2, _NET_RETRY_MAX_S)
             self._net_reload_at = now + self._net_delay
-            log.info("%s: reloading %s after %s", self.name, self._target, snap.net_error)
+            log.info("%s: reloading %s after %s", self.name, masked(self._target), snap.net_error)
             await self._goto(self._target)
         return True

@@ -34,7 +34,7 @@ from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Frame, Locator, Page
 
 from bot.browser.input import InputError
-from bot.meeting_urls import MeetingUrl
+from bot.meeting_urls import MeetingUrl, masked
 from bot.outcome import EndReason, FailureCode
 from bot.platforms.base import Browser, JoinFailure, Platform
 from bot.platforms.policies import CallPolicy
@@ -144,7 +144,7 @@ class PagePlatform(Platform, Generic[S, T]):
         except PlaywrightError as e:
             found = _NET_ERROR.search(str(e))
             if found is not None:
-                log.info("%s: opening %s: %s", self.name, url, found.group(1))
+                log.info("%s: opening %s: %s", self.name, masked(url), found.group(1))
                 return
             if self.page.is_closed():
                 raise

@@ -49,7 +49,7 @@ class BotCreate(BaseModel):
     meeting_url: str = Field(
         min_length=1,
         max_length=2000,
-        description="Google Meet or Zoom meeting URL",
+        description="Google Meet, Zoom or Microsoft Teams meeting URL",
         examples=["https://meet.google.com/abc-defg-hij"],
     )
     agent_id: str = Field(min_length=1, max_length=200, description="Millis agent id")
@@ -257,7 +257,7 @@ def create_app(
     app = FastAPI(
         title="meeting-bot",
         version="0.1.0",
-        description="Schedule bots that bring a Millis AI voice agent into Google Meet and Zoom calls.",
+        description="Schedule bots that bring a Millis AI voice agent into Meet, Zoom and Teams calls.",
         lifespan=lifespan,
     )
     rules = [("/bots", expected, _UNAUTHORIZED_DETAIL), ("/hosts", expected, _UNAUTHORIZED_DETAIL)]

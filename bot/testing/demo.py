@@ -1,5 +1,5 @@
-"""The offline demo: a local Meet replica, a simulated person who speaks, the local agent stand-in that
-answers with speech, and the real bot session in between. Needs no key and no internet.
+"""The offline demo: a local meeting replica (Meet, Zoom or Teams), a simulated person who speaks, the local
+agent stand-in that answers with speech, and the real bot session in between. Needs no key and no internet.
 
 The bot runs through the same `BotSession` as `join`; only its configuration points at local stand-ins
 (host mapping and certificate trust for the replica, the stand-in's URL and key, loopback ICE).
@@ -22,7 +22,7 @@ from bot.call.config import SessionConfig
 from bot.call.session import BotSession
 from bot.call.stop_signals import leave_on_signal
 from bot.events import EventBus, JsonLinesPrinter, TerminalPrinter
-from bot.meeting_urls import parse_meeting_url
+from bot.meeting_urls import masked, parse_meeting_url
 from bot.outcome import ExitCode
 from bot.settings import Settings
 from bot.testing.agent import StandInAgent
@@ -31,7 +31,13 @@ from bot.testing.replica.server import ReplicaServer
 from bot.testing.speech import speech_pcm, wav_bytes
 
 DEMO_KEY = "demo-local-stand-in-key"  # checked by the local stand-in only; not a Millis key
-MEETING_URL = "https://meet.google.com/dem-oabc-xyz"
+# One meeting per platform, each in the form its invitations give (the Teams one with its passcode).
+MEETING_URLS = {
+    "meet": "https://meet.google.com/dem-oabc-xyz",
+    "zoom": "https://us02web.zoom.us/j/83360000001",
+    "teams": "https://teams.live.com/meet/9336000000001?p=Demo4Tms",
+}
+PLATFORM_NAMES = {"meet": "Meet", "zoom": "Zoom", "teams": "Teams"}
 PERSON = "Alex (simulated person)"
 PERSON_SAYS = "Hello agent. Can you hear me?"
 AGENT_SAYS = "Hello, I am the meeting agent. I can hear you well."
@@ -104,8 +110,8 @@ async def _until(what: str, timeout: float, check: Callable[[], object]) -> None
 async def _converse(
     server: ReplicaServer, agent: StandInAgent, person: Participant, bot_name: str
 ) -> Timeline:
-    room = server.room("meet", parse_meeting_url(MEETING_URL).meeting_id)
-    # The person is the host: the bot knocks and the host lets it in, as in a real Meet call.
+    room = server.room(person.platform, person.meeting_id)
+    # The person is the host: the bot knocks and the host lets it in, as in a real call.
     await room.wait_for(bot_name, "waiting", 60)
     await asyncio.sleep(1.5)  # a person takes a moment to click Admit
     await room.admit(bot_name)
@@ -131,10 +137,16 @@ async def _converse(
 
 
 async def run_demo(
-    out: TextIO, json_events: bool = False, stay: bool = False, base: Settings | None = None
+    out: TextIO,
+    json_events: bool = False,
+    stay: bool = False,
+    base: Settings | None = None,
+    platform: str = "meet",
 ) -> int:
-    """Runs the demo and returns the exit code (0 when the person heard the agent and the bot ended)."""
+    """Runs the demo on `platform`'s replica and returns the exit code (0 when the person heard the agent
+    and the bot ended)."""
     base = base or Settings()
+    url = MEETING_URLS[platform]
     async with contextlib.AsyncExitStack() as stack:
         server = ReplicaServer()
         await server.start()
@@ -143,13 +155,17 @@ async def run_demo(
         await agent.start()
         stack.push_async_callback(agent.close)
         settings = demo_settings(server, agent, base)
-        meeting = parse_meeting_url(MEETING_URL)
-        server.room("meet", meeting.meeting_id).configure(lobby=True)
-        person = Participant(server, "meet", meeting.meeting_id, name=PERSON, host=True)
+        meeting = parse_meeting_url(url)
+        room = server.room(platform, meeting.meeting_id)
+        room.configure(lobby=True, passcode=meeting.passcode or "")
+        person = Participant(
+            server, platform, meeting.meeting_id, name=PERSON, host=True, passcode=meeting.passcode or ""
+        )
         await person.start()
         stack.push_async_callback(person.close)
 
-        print(f"demo: a local Meet replica at {MEETING_URL}, {PERSON} as host,", file=out)
+        where = f"a local {PLATFORM_NAMES[platform]} replica at {masked(url)}"
+        print(f"demo: {where}, {PERSON} as host,", file=out)
         print(
             f"demo: the local agent stand-in answering with speech, the bot as {settings.bot.name!r}",
             file=out,
@@ -180,7 +196,7 @@ async def run_demo(
             if stay and not bot.done():
                 print("demo: the bot stays in the call; Ctrl+C (or SIGTERM) makes it leave", file=out)
             elif not bot.done():
-                await server.room("meet", meeting.meeting_id).end()  # the host ends the meeting
+                await room.end()  # the host ends the meeting
             outcome = await bot
         out.flush()
     if outcome.exit_code is not ExitCode.COMPLETED:

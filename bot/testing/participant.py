@@ -41,7 +41,7 @@ from bot.testing.replica.server import ReplicaServer
 
 Audio = npt.NDArray[np.float32]
 
-PLATFORM_HOSTS = {"meet": "meet.google.com", "zoom": "zoom.us"}
+PLATFORM_HOSTS = {"meet": "meet.google.com", "zoom": "zoom.us", "teams": "teams.microsoft.com"}
 
 # No PulseAudio for a shared browser: a server that does not exist (so Chromium never looks for, or
 # autospawns, another), and `--disable-audio-output` (Chromium's fake output stream runs the pages' audio).

@@ -76,7 +76,8 @@ class Accounts:
     def routes(self) -> list[web.RouteDef]:
         async def form(request: web.Request) -> web.Response:
             self.form_loads += 1
-            service = "Zoom" if "zoom" in request.host else "Google Meet"
+            host = request.host.split(":")[0]
+            service = "Zoom" if "zoom" in host else "Microsoft Teams" if "teams" in host else "Google Meet"
             target = _safe_continue(request.query.get("continue", ""))
             page = _FORM.replace("__SERVICE__", service).replace("__CONTINUE__", html.escape(target))
             return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-store"})

@@ -1,11 +1,11 @@
 // The browser side of a replica room: join over the replica's WebSocket, then a media mesh with one
 // RTCPeerConnection per other participant in the call (audio both ways; cameras as video). Shared by the
-// Meet and Zoom replicas and by the simulated participant page.
+// Meet, Zoom and Teams replicas and by the simulated participant page.
 //
 //   const {result, room} = await ReplicaRoom.join(meetingId, {name, passcode, platform, host}, onServer);
 //   result: "admitted" | "waiting" | "passcode_wrong" | "sign_in" | "captcha" | "bot_wall" | "blocked" |
 //           "not_found" | "host_absent"; room is null when the page was turned away.
-//   await room.startAudio(micStream | null, {audioElements: "body" | "detached", onTrack(track, pid),
+//   await room.startAudio(micStream | null, {audioElements: "body" | "detached" | "muted", onTrack(track, pid),
 //                                            camera(on) -> MediaStream | null, receiveVideo, onVideo(pid, el)});
 //   room.setMic(stream | null); room.close();
 //
@@ -26,8 +26,10 @@
   const VIDEO_STATS_MS = 2000;
   const ENDING = new Set(["denied", "lobby_timeout", "removed", "ended"]);
 
+  const TEAMS_HOSTS = ["teams.microsoft.com", "teams.live.com", "login.microsoftonline.com"];
   function platformOfHost() {
     const h = location.hostname;
+    if (TEAMS_HOSTS.includes(h)) return "teams";
     return h === "zoom.us" || h.endsWith(".zoom.us") ? "zoom" : "meet";
   }
 
@@ -218,7 +220,9 @@
       audio.autoplay = true;
       audio.srcObject = new MediaStream([track]);
       audio.dataset.replicaPeer = pid;
-      if (this.options.audioElements !== "detached") document.body.appendChild(audio);
+      // "muted": the element only keeps the track flowing, for a page that plays its own mix (Teams).
+      if (this.options.audioElements === "muted") audio.muted = true;
+      else if (this.options.audioElements !== "detached") document.body.appendChild(audio);
       audio.play().catch((e) => console.warn("replica audio play", e));
       peer.audio = audio;
       if (this.options.onTrack) this.options.onTrack(track, pid);

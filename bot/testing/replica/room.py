@@ -63,8 +63,9 @@ class RoomConfig:
     network_down: bool = False
     # The platform's entry checks on guests (entry_check.js; on in the entry checks' tests, off elsewhere so
     # other tests keep their meaning). A guest the check takes for a bot: Meet lets it ask to join and
-    # drops it after `entry_drop_s` ("You can't join this video call"); Zoom shows its bot wall. Signed-in
-    # accounts are not dropped (peers: signed-in bots are rarely blocked).
+    # drops it after `entry_drop_s` ("You can't join this video call"); Zoom shows its bot wall; Teams puts
+    # it in the lobby, whatever `lobby` says. Signed-in accounts are not dropped (peers: signed-in bots
+    # are rarely blocked).
     entry_check: bool = False
     entry_drop_s: float = 1.5
     # Signed-in accounts enter without asking ("Join now"), as members of the host's organisation do.
@@ -233,7 +234,10 @@ class Room:
         pid = f"p{next(self._ids)}"
         member = _Member(pid, name, is_host, send, state="", account=account)
         self._members[pid] = member
-        if bot:
+        # Teams' external-bot policy (default RequireApprovalWhenDetected): a guest taken for a bot waits in
+        # the lobby for the organiser, even in a meeting that lets guests in directly.
+        bot_lobby = bot and self.platform == "teams"
+        if bot and not bot_lobby:
             # Meet: the request goes out, then the guest is dropped.
             self._set_state(member, STATE_WAITING, "waiting")
             member.timer = asyncio.create_task(self._drop(member))
@@ -256,7 +260,7 @@ class Room:
         if not self.config.host_present:
             self._set_state(member, STATE_HOST_ABSENT, "host_absent")
             return HOST_ABSENT, pid
-        if self.config.lobby:
+        if self.config.lobby or bot_lobby:
             self._set_state(member, STATE_WAITING, "waiting")
             self._start_lobby_timer(member)
             await self._broadcast_participants()

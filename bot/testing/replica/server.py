@@ -1,4 +1,5 @@
-"""A local stand-in for meet.google.com and zoom.us: one HTTPS server that platform pages plug into.
+"""A local stand-in for meet.google.com, zoom.us and Microsoft Teams: one HTTPS server that platform pages
+plug into.
 
 Chromium reaches it at the real hostnames through test configuration only (`browser_section()`:
 host-resolver rules that map the hosts to 127.0.0.1:<port>, and trust for this server's certificate
@@ -9,8 +10,8 @@ Shared parts served on every host: `/_replica/room.js` (the browser side of a `R
 `/_replica/control/{platform}/{meeting_id}[/{action}]` (actions: `config` sets the room's `RoomConfig`
 fields, `options` the platform client's options for that meeting, the rest are a host's actions), and a
 reCAPTCHA widget at `/recaptcha/api2/anchor`. Platform pages (`PlatformPages`) are mounted per
-host; by default the server loads `bot.testing.replica.meet_pages` and `bot.testing.replica.zoom_pages`
-when they exist, each exposing `create_pages() -> PlatformPages`.
+host; by default the server loads `bot.testing.replica.meet_pages`, `bot.testing.replica.zoom_pages` and
+`bot.testing.replica.teams_pages` when they exist, each exposing `create_pages() -> PlatformPages`.
 """
 
 from __future__ import annotations
@@ -44,9 +45,27 @@ from bot.testing.replica.room import Room, RoomConfig, RoomError
 log = logging.getLogger(__name__)
 
 REPLICA_DIR = Path(__file__).resolve().parent
-HOSTS = ("meet.google.com", "zoom.us", "*.zoom.us")
-PAGE_MODULES = ("bot.testing.replica.meet_pages", "bot.testing.replica.zoom_pages")
-_PLATFORM_OF_HOST = {"meet.google.com": "meet", "zoom.us": "zoom"}
+# Teams: its two web hosts, and the sign-in host a tenant that refuses guests redirects to.
+HOSTS = (
+    "meet.google.com",
+    "zoom.us",
+    "*.zoom.us",
+    "teams.microsoft.com",
+    "teams.live.com",
+    "login.microsoftonline.com",
+)
+PAGE_MODULES = (
+    "bot.testing.replica.meet_pages",
+    "bot.testing.replica.zoom_pages",
+    "bot.testing.replica.teams_pages",
+)
+_PLATFORM_OF_HOST = {
+    "meet.google.com": "meet",
+    "zoom.us": "zoom",
+    "teams.microsoft.com": "teams",
+    "teams.live.com": "teams",
+    "login.microsoftonline.com": "teams",
+}
 
 
 @runtime_checkable
