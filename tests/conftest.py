@@ -14,6 +14,7 @@ from bot.audio import AudioDevices
 from bot.browser.display import VirtualDisplay
 from bot.system.processes import descendants
 from bot.testing.agent import StandInAgent
+from tests.adapter_support import started
 from tests.bridge_support import KEY
 from tests.cluster_support import kept_processes
 from tests.netns import leftover_names
@@ -61,12 +62,8 @@ def no_leftovers() -> Iterator[None]:
 @pytest.fixture
 async def devices() -> AsyncIterator[AudioDevices]:
     """A private PulseAudio daemon with the bot's three devices."""
-    audio = AudioDevices()
-    await audio.start()
-    try:
+    async with started(AudioDevices()) as audio:
         yield audio
-    finally:
-        await audio.close()
 
 
 @pytest.fixture
@@ -83,9 +80,5 @@ async def display() -> AsyncIterator[VirtualDisplay]:
 @pytest.fixture
 async def agent() -> AsyncIterator[StandInAgent]:
     """A started local Millis agent stand-in that accepts `tests.bridge_support.KEY`."""
-    a = StandInAgent(KEY)
-    await a.start()
-    try:
+    async with started(StandInAgent(KEY)) as a:
         yield a
-    finally:
-        await a.close()

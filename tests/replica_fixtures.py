@@ -21,17 +21,14 @@ from bot.browser.launch import BotBrowser
 from bot.settings import BrowserSection
 from bot.testing.participant import Participant
 from bot.testing.replica import ReplicaServer
+from tests.adapter_support import replica_server
 
 
 @pytest.fixture
 async def replica() -> AsyncIterator[ReplicaServer]:
     """A started replica serving meet.google.com and zoom.us (with the page modules that exist)."""
-    server = ReplicaServer()
-    await server.start()
-    try:
+    async with replica_server() as server:
         yield server
-    finally:
-        await server.close()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,10 +27,16 @@ from bot.platforms.meet import MeetPlatform
 from bot.platforms.meet_ui import Screen
 from bot.platforms.policies import CallPolicy, JoinPolicy
 from bot.testing.participant import Participant, to_pcm
-from bot.testing.replica.meet_pages import CALL_ENDED, HOST_ENDED, MeetClientOptions, MeetPages
+from bot.testing.replica.meet_pages import CALL_ENDED, HOST_ENDED, MeetPages
 from bot.testing.replica.room import Room
-from bot.testing.replica.server import ReplicaServer
-from tests.adapter_support import artifacts_show, bot_parts, replica_server, running
+from tests.adapter_support import (
+    PlatformReplica,
+    artifacts_show,
+    bot_parts,
+    eventually,
+    module_replica,
+    running,
+)
 from tests.bridge_support import loud_frequency
 
 pytestmark = [pytest.mark.pulse, pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
@@ -45,24 +51,10 @@ def new_code(tag: str) -> str:
     return f"{letters[:3]}-{letters[3:7]}-{letters[7:]}"
 
 
-@dataclass
-class Replica:
-    server: ReplicaServer
-    meet: MeetPages
-
-    def room(self, code: str) -> Room:
-        return self.server.room("meet", code)
-
-    def options(self, code: str, **changes: object) -> MeetClientOptions:
-        self.meet.options[code] = MeetClientOptions(**changes)  # type: ignore[arg-type]
-        return self.meet.options[code]
+Replica = PlatformReplica[MeetPages]
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def replica() -> AsyncIterator[Replica]:
-    meet = MeetPages()  # our own handle on the pages, to set client options per meeting
-    async with replica_server(meet) as server:
-        yield Replica(server, meet)
+replica = module_replica(MeetPages)
 
 
 @dataclass
@@ -102,14 +94,6 @@ async def bot(replica: Replica, tmp_path: Path) -> AsyncIterator[Bot]:
             if b.meet is not None:
                 await asyncio.wait_for(b.meet.leave(), 10)
     print(f"[meet test took {time.monotonic() - started:.1f} s]")
-
-
-async def eventually(check: Callable[[], bool], timeout: float) -> bool:
-    for _ in range(int(timeout / 0.1)):
-        if check():
-            return True
-        await asyncio.sleep(0.1)
-    return check()
 
 
 async def in_lobby(bot: Bot, room: Room) -> None:
@@ -263,7 +247,7 @@ async def test_prejoin_without_audio_elements_is_reloaded(bot: Bot, replica: Rep
     code = new_code("no-audio")
     replica.options(code, no_audio_loads=1)
     meet = await bot.join(code, audio_reload_s=1.0)
-    assert meet.reloads == 1 and replica.meet.loads[code] == 2
+    assert meet.reloads == 1 and replica.pages.loads[code] == 2
     assert bot.states[-1] is CallState.IN_CALL
 
 

@@ -6,16 +6,14 @@ import pytest
 
 from bot.platforms.meet_ui import BUTTONS, SELECTORS, Screen, Snapshot, classify
 from bot.platforms.ui import exact_text
+from tests.adapter_support import snapshots
 
 CALL = {f"in_call:{i}": 1 for i in range(2)}
 # What the lobby shares with the call: "Leave call", the toggles and a self tile.
 LOBBY_LOOKS = {"leave_button": 1, "tiles": 1, "mic_is_on": 1, "cam_is_off": 1}
 
 
-def snap(texts: frozenset[str] = frozenset(), present=None, visible=None, buttons=None, **kw) -> Snapshot:
-    return Snapshot(
-        texts=set(texts), present=present or {}, visible=visible or {}, buttons=buttons or {}, **kw
-    )
+snap = snapshots(Snapshot)
 
 
 @pytest.mark.parametrize(

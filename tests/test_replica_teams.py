@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import json
 import re
 from collections.abc import AsyncIterator
@@ -49,7 +48,7 @@ from bot.testing.replica.teams_pages import (
     meet_url,
     meetup_join_url,
 )
-from tests.adapter_support import replica_server
+from tests.adapter_support import PlatformReplica, module_replica, teams_thread
 from tests.bridge_support import loud_frequency
 from tests.cluster_support import KEPT_TREES
 
@@ -65,30 +64,10 @@ new MutationObserver(() => {
 """
 
 
-def new_thread(tag: str) -> str:
-    """A distinct meeting thread id per test, in Teams' form."""
-    digest = base64.b64encode(hashlib.sha256(tag.encode()).digest()).decode().rstrip("=")
-    return f"19:meeting_{digest[:48]}@thread.v2"
+Replica = PlatformReplica[TeamsPages]
 
 
-@dataclass
-class Replica:
-    server: ReplicaServer
-    teams: TeamsPages
-
-    def room(self, room_id: str) -> Room:
-        return self.server.room("teams", room_id)
-
-    def options(self, room_id: str, **changes: object) -> TeamsClientOptions:
-        self.teams.options[room_id] = TeamsClientOptions(**changes)  # type: ignore[arg-type]
-        return self.teams.options[room_id]
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def replica() -> AsyncIterator[Replica]:
-    teams = TeamsPages()  # our own handle on the pages, to set client options per meeting
-    async with replica_server(teams) as server:
-        yield Replica(server, teams)
+replica = module_replica(TeamsPages)
 
 
 @dataclass
@@ -139,6 +118,15 @@ async def person(replica: Replica, browsers: Browsers, room_id: str, name: str, 
     p = Participant(replica.server, "teams", room_id, name=name, host=host, shared=browsers.people)
     await p.start()
     return p
+
+
+def lobby_meeting(replica: Replica, tag: str, **options: object) -> tuple[str, Room]:
+    """A new meeting (its thread id and room) with a lobby and these client options."""
+    thread = teams_thread(tag)
+    room = replica.room(thread)
+    room.configure(lobby=True)
+    replica.options(thread, **options)
+    return thread, room
 
 
 async def to_prejoin(page: Page, url: str) -> None:
@@ -197,7 +185,7 @@ def coords_of(thread: str) -> str:
 async def test_links_lead_to_the_launcher_and_the_client_sends_a_trusted_types_policy(
     replica: Replica,
 ) -> None:
-    thread = new_thread("paths")
+    thread = teams_thread("paths")
     async with aiohttp.ClientSession() as session:
         status, _, headers = await get(session, replica.server, meetup_join_url(thread))
         assert status == 302
@@ -221,7 +209,7 @@ async def test_links_lead_to_the_launcher_and_the_client_sends_a_trusted_types_p
         status, body, headers = await get(session, replica.server, launch)
         assert status == 200 and headers["Content-Security-Policy"] == CSP
         assert json.dumps(thread) in body
-        assert replica.teams.launches[-1]["conversationId"] == thread
+        assert replica.pages.launches[-1]["conversationId"] == thread
         # A meeting that does not exist, and one that needs an account.
         replica.room(thread).configure(exists=False)
         status, body, _ = await get(session, replica.server, launch)
@@ -244,14 +232,14 @@ async def test_links_lead_to_the_launcher_and_the_client_sends_a_trusted_types_p
 async def test_client_options_are_checked_and_kept_per_meeting(replica: Replica) -> None:
     with pytest.raises(ValueError, match="av_modal"):
         TeamsClientOptions(av_modal="sometimes")
-    replica.teams.configure("a", lobby_text=LOBBY_SOON)
-    assert replica.teams.options_for("a").lobby_text == LOBBY_SOON
-    assert replica.teams.options_for("b").lobby_text != LOBBY_SOON
+    replica.pages.configure("a", lobby_text=LOBBY_SOON)
+    assert replica.pages.options_for("a").lobby_text == LOBBY_SOON
+    assert replica.pages.options_for("b").lobby_text != LOBBY_SOON
 
 
 async def test_a_guest_taken_for_a_bot_waits_in_the_lobby_even_without_one() -> None:
     """Teams' external-bot policy: the organiser approves a detected bot, whatever the meeting's lobby."""
-    room = Room("teams", new_thread("bot-policy"), RoomConfig(entry_check=True))
+    room = Room("teams", teams_thread("bot-policy"), RoomConfig(entry_check=True))
 
     async def send(message: dict[str, object]) -> None:
         pass
@@ -276,7 +264,7 @@ async def test_the_launcher_holds_the_deep_link_and_goes_on_to_the_light_client(
     trusted input for good (measured: about every other fresh tab, even after the iframe is removed or the
     tab has gone on to the client), which is why the guests here drop it as it is inserted. A script click
     always goes through."""
-    thread = new_thread("launcher")
+    thread = teams_thread("launcher")
     tab = await browsers.guest.new_page()  # no init script: the deep link stays
     try:
         await tab.goto(meetup_join_url(thread))
@@ -297,10 +285,7 @@ async def test_the_launcher_holds_the_deep_link_and_goes_on_to_the_light_client(
 async def test_guest_through_modals_and_lobby_into_the_call_hears_each_voice_once_and_is_heard(
     replica: Replica, browsers: Browsers, page: Page
 ) -> None:
-    thread = new_thread("call")
-    room = replica.room(thread)
-    room.configure(lobby=True)
-    replica.options(thread, av_modal="both", lobby_text=LOBBY_SOON)
+    thread, room = lobby_meeting(replica, "call", av_modal="both", lobby_text=LOBBY_SOON)
     host = await person(replica, browsers, thread, "Host", host=True)
     speaker = await person(replica, browsers, thread, "Speaker", host=False)
     await room.admit("Speaker")
@@ -423,10 +408,9 @@ async def test_guest_through_modals_and_lobby_into_the_call_hears_each_voice_onc
 async def test_denied_ended_cancelled_left_and_alerts(
     replica: Replica, browsers: Browsers, page: Page
 ) -> None:
-    thread = new_thread("ends")
-    room = replica.room(thread)
-    room.configure(lobby=True)
-    replica.options(thread, denial_text=DENIED_DECLINED, alerts=True, alert_every_ms=400, alert_ms=300)
+    thread, room = lobby_meeting(
+        replica, "ends", denial_text=DENIED_DECLINED, alerts=True, alert_every_ms=400, alert_ms=300
+    )
     host = await person(replica, browsers, thread, "Host", host=True)
     try:
 
@@ -476,7 +460,7 @@ async def test_refusals_sign_in_org_policy_captcha_not_found_and_no_audio(
     replica: Replica, browsers: Browsers, page: Page
 ) -> None:
     # Sign-in required: the client redirects to Microsoft's sign-in page.
-    thread = new_thread("sign-in")
+    thread = teams_thread("sign-in")
     replica.room(thread).configure(sign_in_required=True)
     await page.goto(meetup_join_url(thread))
     await page.locator('[data-tid="joinOnWeb"]').click()
@@ -493,7 +477,7 @@ async def test_refusals_sign_in_org_policy_captcha_not_found_and_no_audio(
     await join_now(meetup_join_url(thread))
     await page.get_by_text(SIGN_IN_ORG_POLICY).wait_for(state="visible", timeout=5_000)
     # A captcha.
-    thread = new_thread("captcha")
+    thread = teams_thread("captcha")
     replica.room(thread).configure(captcha=True)
     await join_now(meetup_join_url(thread))
     await page.get_by_text(CAPTCHA).wait_for(state="visible", timeout=5_000)
@@ -529,7 +513,7 @@ async def test_the_teams_hosts_are_mapped_to_the_replica_and_people_join_there(r
     for host in ("teams.microsoft.com", "teams.live.com", "login.microsoftonline.com"):
         assert f"MAP {host} 127.0.0.1:{replica.server.port}" in rules
     assert PLATFORM_HOSTS["teams"] == "teams.microsoft.com"
-    thread = new_thread("people")
+    thread = teams_thread("people")
     url = Participant(replica.server, "teams", thread, name="Host").url
     assert url.startswith(
         "https://teams.microsoft.com/_replica/participant?platform=teams&room=19%3Ameeting_"

@@ -10,18 +10,14 @@ browser per test would only cost time.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
 import pytest_asyncio
 
-from bot.audio import AudioDevices, PcmCapture, PcmPlayback
-from bot.audio.analysis import tone
-from bot.audio.streams import wait_for_streams
+from bot.audio import AudioDevices
 from bot.browser.launch import BotBrowser
 from bot.meeting_urls import MeetingUrl, parse_meeting_url
 from bot.outcome import CallState, EndReason, FailureCode
@@ -31,9 +27,8 @@ from bot.platforms.policies import CallPolicy, JoinPolicy
 from bot.platforms.teams import TeamsPlatform, remove_deep_links
 from bot.platforms.teams_ui import Screen
 from bot.system.processes import descendants
-from bot.testing.participant import Participant, to_pcm
+from bot.testing.participant import Participant
 from bot.testing.replica.room import Room
-from bot.testing.replica.server import ReplicaServer
 from bot.testing.replica.teams_pages import (
     CAPTCHA,
     DENIED_DECLINED,
@@ -45,13 +40,19 @@ from bot.testing.replica.teams_pages import (
     NOT_FOUND,
     SIGN_IN_ORG_POLICY,
     SIGN_IN_VERIFY,
-    TeamsClientOptions,
     TeamsPages,
     meet_url,
     meetup_join_url,
 )
-from tests.adapter_support import artifacts_show, replica_server, running
-from tests.bridge_support import loud_frequency
+from tests.adapter_support import (
+    PlatformReplica,
+    artifacts_show,
+    audio_both_ways,
+    eventually,
+    module_replica,
+    running,
+    teams_thread,
+)
 from tests.cluster_support import KEPT_TREES
 
 pytestmark = [pytest.mark.pulse, pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
@@ -60,30 +61,10 @@ NAME = "Millis Bot"
 FAST = JoinPolicy(ui_timeout_s=10)
 
 
-def new_thread(tag: str) -> str:
-    """A distinct meeting thread id per test, in Teams' form (the replica's room id for the meeting)."""
-    digest = base64.b64encode(hashlib.sha256(f"adapter-{tag}".encode()).digest()).decode()
-    return f"19:meeting_{digest.rstrip('=').replace('+', '-').replace('/', '_')[:44]}@thread.v2"
+Replica = PlatformReplica[TeamsPages]
 
 
-@dataclass
-class Replica:
-    server: ReplicaServer
-    teams: TeamsPages
-
-    def room(self, room_id: str) -> Room:
-        return self.server.room("teams", room_id)
-
-    def options(self, room_id: str, **changes: object) -> TeamsClientOptions:
-        self.teams.options[room_id] = TeamsClientOptions(**changes)  # type: ignore[arg-type]
-        return self.teams.options[room_id]
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def replica() -> AsyncIterator[Replica]:
-    teams = TeamsPages()  # our own handle on the pages, to set client options per meeting
-    async with replica_server(teams) as server:
-        yield Replica(server, teams)
+replica = module_replica(TeamsPages)
 
 
 @dataclass
@@ -150,14 +131,6 @@ def link(thread: str) -> MeetingUrl:
     return parse_meeting_url(meetup_join_url(thread))
 
 
-async def eventually(check: Callable[[], bool], timeout: float) -> bool:
-    for _ in range(int(timeout / 0.1)):
-        if check():
-            return True
-        await asyncio.sleep(0.1)
-    return check()
-
-
 async def in_lobby(bot: Bot, room: Room) -> None:
     await room.wait_for(NAME, "waiting", 20)
     assert await eventually(lambda: CallState.AWAITING_ADMISSION in bot.states, 5)
@@ -175,7 +148,7 @@ async def test_launcher_prejoin_lobby_then_admitted_with_mic_on_and_camera_off(
 ) -> None:
     """The whole way in by trusted input: the launcher (its deep link removed as it came), the pre-join
     (name typed, camera turned off, microphone left on), the lobby, admission."""
-    thread = new_thread("admitted")
+    thread = teams_thread("admitted")
     room = replica.room(thread)
     room.configure(lobby=True)
     async with running(bot.join(link(thread))) as join:
@@ -193,7 +166,7 @@ async def test_launcher_prejoin_lobby_then_admitted_with_mic_on_and_camera_off(
     assert await page.locator('#video-button[aria-label="Turn camera on"]').count() == 1  # camera off
     assert await page.locator('iframe[src^="msteams:"]').count() == 0
     # Every step was a person's input: the launcher's button took the click, the name took real keys.
-    assert replica.teams.launches[-1]["conversationId"] == thread
+    assert replica.pages.launches[-1]["conversationId"] == thread
 
 
 async def test_deep_link_frame_is_removed_from_its_own_world_and_trusted_clicks_land(
@@ -204,7 +177,7 @@ async def test_deep_link_frame_is_removed_from_its_own_world_and_trusted_clicks_
     page = parts.browser.page
     session = await remove_deep_links(page)
     try:
-        await page.goto(meetup_join_url(new_thread("deep-link")))
+        await page.goto(meetup_join_url(teams_thread("deep-link")))
         assert await page.locator('[data-tid="joinOnWeb"]').is_visible()
         assert await page.locator("iframe#teamsLauncher").count() == 0
         await parts.browser.hands.click(page.locator('[data-tid="joinOnWeb"]'), timeout_s=5)
@@ -216,7 +189,7 @@ async def test_deep_link_frame_is_removed_from_its_own_world_and_trusted_clicks_
 
 @pytest.mark.parametrize("text", [LOBBY_SHORTLY, LOBBY_SOON, LOBBY_SHOULD, "not started"])
 async def test_every_lobby_wording_is_awaiting_admission(bot: Bot, replica: Replica, text: str) -> None:
-    thread = new_thread(f"lobby-{text}")
+    thread = teams_thread(f"lobby-{text}")
     room = replica.room(thread)
     room.configure(lobby=True, host_present=text != "not started")
     if text != "not started":
@@ -239,12 +212,12 @@ async def test_meet_link_modal_twice_and_audio_turned_on(bot: Bot, replica: Repl
     assert bot.states == [CallState.JOINING, CallState.IN_CALL]
     await room.wait_for(NAME, "in_call", 5)
     assert await teams.page.locator('#microphone-button[aria-label="Mute mic"]').count() == 1
-    assert replica.teams.launches[-1].get("meetingCode") == meeting.meeting_id
+    assert replica.pages.launches[-1].get("meetingCode") == meeting.meeting_id
 
 
 @pytest.mark.parametrize("text", [DENIED_SORRY, DENIED_DECLINED])
 async def test_denied_is_exit_10_with_artifacts(bot: Bot, replica: Replica, text: str) -> None:
-    thread = new_thread(f"denied-{text}")
+    thread = teams_thread(f"denied-{text}")
     room = replica.room(thread)
     room.configure(lobby=True)
     replica.options(thread, denial_text=text)
@@ -258,7 +231,7 @@ async def test_denied_is_exit_10_with_artifacts(bot: Bot, replica: Replica, text
 
 
 async def test_teams_lobby_timeout_is_not_a_denial(bot: Bot, replica: Replica) -> None:
-    thread = new_thread("teams-timeout")
+    thread = teams_thread("teams-timeout")
     room = replica.room(thread)
     room.configure(lobby=True)
     join = asyncio.create_task(bot.join_fails(link(thread)))
@@ -270,7 +243,7 @@ async def test_teams_lobby_timeout_is_not_a_denial(bot: Bot, replica: Replica) -
 
 
 async def test_own_lobby_bound_withdraws_with_cancel(bot: Bot, replica: Replica) -> None:
-    thread = new_thread("own-timeout")
+    thread = teams_thread("own-timeout")
     replica.room(thread).configure(lobby=True)
     failure = await bot.join_fails(link(thread), JoinPolicy(lobby_timeout_s=1.5, ui_timeout_s=10))
     assert failure.code is FailureCode.LOBBY_TIMEOUT
@@ -296,7 +269,7 @@ async def test_own_lobby_bound_withdraws_with_cancel(bot: Bot, replica: Replica)
 async def test_refusals_are_typed_at_once_with_artifacts(
     bot: Bot, replica: Replica, setup: dict[str, object], code: FailureCode, text: str
 ) -> None:
-    thread = new_thread(f"refused-{sorted(setup.items())}")
+    thread = teams_thread(f"refused-{sorted(setup.items())}")
     client = {k: v for k, v in setup.items() if k == "sign_in"}
     if client:
         replica.options(thread, **client)
@@ -321,7 +294,7 @@ async def test_unknown_page_is_ui_changed(bot: Bot, replica: Replica) -> None:
 
 
 async def in_call(bot: Bot, replica: Replica, tag: str, **options: object) -> tuple[TeamsPlatform, Room]:
-    thread = new_thread(tag)
+    thread = teams_thread(tag)
     if options:
         replica.options(thread, **options)
     teams = await bot.join(link(thread))
@@ -383,7 +356,7 @@ async def test_alone_then_leaves_through_hang_up_and_its_confirmation(bot: Bot, 
 
 async def test_audio_both_ways_with_a_participant(bot: Bot, replica: Replica) -> None:
     """The agent's voice reaches the others through the bot's microphone; theirs reach the bot once."""
-    thread = new_thread("audio")
+    thread = teams_thread("audio")
     replica.options(thread, audio_processing=False)
     host = Participant(replica.server, "teams", thread, name="Host", host=True)
     await host.start()
@@ -392,28 +365,7 @@ async def test_audio_both_ways_with_a_participant(bot: Bot, replica: Replica) ->
         await replica.room(thread).wait_for(NAME, "in_call", 5)
         waiting = asyncio.create_task(teams.wait_for_end(CallPolicy(alone_after_s=1.0)))
         try:
-            d = bot.parts.devices
-            b = d.browser
-            capture = PcmCapture(b.server, f"{b.sink}.monitor")
-            mic = PcmPlayback(b.server, d.names.agent_sink)
-            await capture.start()
-            await mic.start()
-            try:
-                await wait_for_streams(b.server, [capture.pid, mic.pid])
-                capture.discard_backlog()
-                await host.play_tone(440, 2.0)
-                heard = bytearray()
-                for _ in range(100):
-                    heard += (await asyncio.wait_for(capture.queue.get(), 5)).data
-                assert abs(loud_frequency(bytes(heard)) - 440) < 5
-                t0 = await host.clock()
-                await mic.write(tone(660, 2.0))
-                await asyncio.sleep(0.5)
-                _, received = await host.heard_since(t0)
-                assert abs(loud_frequency(to_pcm(received)) - 660) < 5
-            finally:
-                await mic.close()
-                await capture.close()
+            await audio_both_ways(bot.parts.devices, host)
             assert not waiting.done()  # with someone else in the call the bot is not alone
         finally:
             waiting.cancel()

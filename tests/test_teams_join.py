@@ -7,7 +7,6 @@ bot process. Audio both ways is `tests/test_e2e.py`'s Teams test; these cases ke
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from bot.testing.participant import Participant
 from bot.testing.replica.room import Room
 from bot.testing.replica.server import ReplicaServer
 from bot.testing.replica.teams_pages import TeamsPages, meet_url, meetup_join_url
+from tests.adapter_support import replica_server, started, teams_thread
 from tests.bridge_support import KEY
 from tests.join_support import JoinRun, replica_env
 
@@ -37,22 +37,16 @@ NAME = "Teams Bot"
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def replica() -> AsyncIterator[ReplicaServer]:
-    server = ReplicaServer()
-    await server.start()
-    try:
+    """conftest's `replica`, kept for the module."""
+    async with replica_server() as server:
         yield server
-    finally:
-        await server.close()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def agent() -> AsyncIterator[StandInAgent]:
-    a = StandInAgent(KEY)
-    await a.start()
-    try:
+    """conftest's `agent`, kept for the module."""
+    async with started(StandInAgent(KEY)) as a:
         yield a
-    finally:
-        await a.close()
 
 
 @dataclass
@@ -172,12 +166,6 @@ CASES = {
 }
 
 
-def new_thread(tag: str) -> str:
-    """A meeting thread id in Teams' form, distinct per case (the replica's room id for the meeting)."""
-    digest = base64.b64encode(hashlib.sha256(f"join-{tag}".encode()).digest()).decode()
-    return f"19:meeting_{digest.rstrip('=').replace('+', '-').replace('/', '_')[:44]}@thread.v2"
-
-
 def live_id(tag: str) -> str:
     return str(9378000000000 + int(hashlib.sha256(tag.encode()).hexdigest()[:8], 16) % 1000000)
 
@@ -191,7 +179,7 @@ async def test_teams_join(replica: ReplicaServer, agent: StandInAgent, name: str
         url = meet_url(mid, passcode)
         replica.room("teams", mid).configure(passcode=passcode, **case.room)
     else:
-        mid = new_thread(name)
+        mid = teams_thread(name)
         url = meetup_join_url(mid)
         replica.room("teams", mid).configure(**case.room)
     pages = next(p for p in replica.pages if isinstance(p, TeamsPages))

@@ -8,14 +8,12 @@ import pytest
 from bot.commands.classify_page import Document, PageReader
 from bot.platforms.teams_ui import BUTTONS, Screen, Snapshot, classify
 from bot.platforms.ui import exact_text
+from tests.adapter_support import snapshots
 
 CALL = {"in_call:0": 1, "in_call:3": 1}
 
 
-def snap(texts: frozenset[str] = frozenset(), present=None, visible=None, buttons=None, **kw) -> Snapshot:
-    return Snapshot(
-        texts=set(texts), present=present or {}, visible=visible or {}, buttons=buttons or {}, **kw
-    )
+snap = snapshots(Snapshot)
 
 
 @pytest.mark.parametrize(

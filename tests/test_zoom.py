@@ -18,21 +18,24 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import WebSocket
 
-from bot.audio import AudioDevices, PcmCapture, PcmPlayback
-from bot.audio.analysis import tone
-from bot.audio.streams import wait_for_streams
+from bot.audio import AudioDevices
 from bot.browser.launch import BotBrowser
 from bot.meeting_urls import MeetingUrl, parse_meeting_url
 from bot.outcome import CallState, EndReason, FailureCode
 from bot.platforms.base import JoinFailure
 from bot.platforms.policies import CallPolicy, JoinPolicy
 from bot.platforms.zoom import ZoomPlatform
-from bot.testing.participant import Participant, to_pcm
+from bot.testing.participant import Participant
 from bot.testing.replica.room import Room
-from bot.testing.replica.server import ReplicaServer
 from bot.testing.replica.zoom_pages import ZoomClientOptions, ZoomPages
-from tests.adapter_support import artifacts_show, bot_parts, replica_server, running
-from tests.bridge_support import loud_frequency
+from tests.adapter_support import (
+    PlatformReplica,
+    artifacts_show,
+    audio_both_ways,
+    bot_parts,
+    replica_server,
+    running,
+)
 
 pytestmark = [pytest.mark.pulse, pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
@@ -44,13 +47,7 @@ def new_id() -> str:
     return str(next(_ids))
 
 
-@dataclass
-class Replica:
-    server: ReplicaServer
-    zoom: ZoomPages
-
-    def room(self, meeting_id: str) -> Room:
-        return self.server.room("zoom", meeting_id)
+Replica = PlatformReplica[ZoomPages]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -122,7 +119,7 @@ async def test_invite_link_is_rewritten_and_joins_keeping_pwd_and_tk(bot: Bot, r
     assert bot.states == [CallState.JOINING, CallState.IN_CALL]
     info = await replica.room(meeting_id).wait_for(NAME, "in_call", 5)
     assert info.name == NAME
-    visits = [v for v in replica.zoom.visits if v.meeting_id == meeting_id]
+    visits = [v for v in replica.pages.visits if v.meeting_id == meeting_id]
     assert visits[0].query == {"pwd": "s3cr3T.9", "tk": "AbC-123_x.y"}  # uname dropped, pwd and tk intact
     assert took < 15  # the default hands are a person's: about 4 s of moving, clicking and typing
 
@@ -130,18 +127,18 @@ async def test_invite_link_is_rewritten_and_joins_keeping_pwd_and_tk(bot: Bot, r
 async def test_personal_link_goes_through_the_launch_page(bot: Bot, replica: Replica) -> None:
     url = parse_meeting_url("https://us02web.zoom.us/my/zoom.replica?pwd=abc")
     assert "/my/" in url.join_url  # only Zoom resolves personal names: the launch page must be used
-    replica.zoom.options[url.meeting_id] = ZoomClientOptions(cookie_banner=False, permission_prompts=1)
+    replica.pages.options[url.meeting_id] = ZoomClientOptions(cookie_banner=False, permission_prompts=1)
     replica.room(url.meeting_id).config.passcode = "abc"
     await bot.join(url)
     assert bot.states[-1] is CallState.IN_CALL
     await replica.room(url.meeting_id).wait_for(NAME, "in_call", 5)
-    paths = [v.path for v in replica.zoom.visits if v.meeting_id == url.meeting_id]
+    paths = [v.path for v in replica.pages.visits if v.meeting_id == url.meeting_id]
     assert paths == [f"/wc/{url.meeting_id}/join"]  # reached through /wc/join/<id>'s redirect
 
 
 async def test_client_inside_the_pwa_frame_joins(bot: Bot, replica: Replica) -> None:
     meeting_id = new_id()
-    replica.zoom.options[meeting_id] = ZoomClientOptions(audio_dialog=True)
+    replica.pages.options[meeting_id] = ZoomClientOptions(audio_dialog=True)
     zoom = await bot.join(wc(meeting_id, "fromPWA=1"))
     assert bot.states == [CallState.JOINING, CallState.IN_CALL]
     assert zoom.page.main_frame.child_frames, "the client should have run inside iframe#webclient"
@@ -154,7 +151,7 @@ async def test_client_inside_the_pwa_frame_joins(bot: Bot, replica: Replica) -> 
 async def test_passcode_is_typed_and_terms_ticked_when_the_page_asks(bot: Bot, replica: Replica) -> None:
     meeting_id = new_id()
     replica.room(meeting_id).config.passcode = "778899"
-    replica.zoom.options[meeting_id] = ZoomClientOptions(terms=True)
+    replica.pages.options[meeting_id] = ZoomClientOptions(terms=True)
     await bot.join(wc(meeting_id, passcode="778899"))
     assert bot.states[-1] is CallState.IN_CALL
 
@@ -162,7 +159,7 @@ async def test_passcode_is_typed_and_terms_ticked_when_the_page_asks(bot: Bot, r
 async def test_only_real_typing_enables_join(bot: Bot, replica: Replica) -> None:
     """The replica keeps Zoom's rule the adapter relies on: a name set by script leaves Join disabled."""
     meeting_id = new_id()
-    replica.zoom.options[meeting_id] = ZoomClientOptions(cookie_banner=False, permission_prompts=0)
+    replica.pages.options[meeting_id] = ZoomClientOptions(cookie_banner=False, permission_prompts=0)
     page = await bot.browser.start(bot.devices.browser)
     await page.goto(wc(meeting_id).join_url)
     name = page.locator("#input-for-name")
@@ -277,7 +274,7 @@ async def test_host_starts_within_the_retry_window(bot: Bot, replica: Replica) -
         await room.start_host()
         await asyncio.wait_for(join, 15)
     assert bot.states[-1] is CallState.IN_CALL
-    visits = [v for v in replica.zoom.visits if v.meeting_id == meeting_id]
+    visits = [v for v in replica.pages.visits if v.meeting_id == meeting_id]
     assert len(visits) >= 3  # the error page was reloaded until the meeting started
 
 
@@ -285,7 +282,7 @@ async def test_host_starts_while_the_client_waits(bot: Bot, replica: Replica) ->
     meeting_id = new_id()
     room = replica.room(meeting_id)
     room.config.host_present = False
-    replica.zoom.options[meeting_id] = ZoomClientOptions(host_absent="wait", cookie_banner=False)
+    replica.pages.options[meeting_id] = ZoomClientOptions(host_absent="wait", cookie_banner=False)
     zoom = await bot.open(wc(meeting_id))
     async with running(
         zoom.join(NAME, JoinPolicy(ui_timeout_s=10, host_absent_timeout_s=20), bot.states.append)
@@ -296,14 +293,14 @@ async def test_host_starts_while_the_client_waits(bot: Bot, replica: Replica) ->
         await room.start_host()
         await asyncio.wait_for(join, 10)
     assert bot.states == [CallState.JOINING, CallState.AWAITING_ADMISSION, CallState.IN_CALL]
-    assert len([v for v in replica.zoom.visits if v.meeting_id == meeting_id]) == 1  # no reloads
+    assert len([v for v in replica.pages.visits if v.meeting_id == meeting_id]) == 1  # no reloads
 
 
 @pytest.mark.parametrize(("mode", "text"), [("error", "(3,001)"), ("wait", "Waiting for the host to start")])
 async def test_host_never_starts_is_host_absent(bot: Bot, replica: Replica, mode: str, text: str) -> None:
     meeting_id = new_id()
     replica.room(meeting_id).config.host_present = False
-    replica.zoom.options[meeting_id] = ZoomClientOptions(host_absent=mode, cookie_banner=False)
+    replica.pages.options[meeting_id] = ZoomClientOptions(host_absent=mode, cookie_banner=False)
     started = time.monotonic()
     failure = await bot.join_fails(wc(meeting_id), JoinPolicy(host_absent_timeout_s=2.0), host_retry_s=0.5)
     took = time.monotonic() - started
@@ -318,7 +315,7 @@ async def test_host_never_starts_is_host_absent(bot: Bot, replica: Replica, mode
 async def _in_call(bot: Bot, replica: Replica, **options: object) -> tuple[ZoomPlatform, Room]:
     meeting_id = new_id()
     if options:
-        replica.zoom.options[meeting_id] = ZoomClientOptions(**options)  # type: ignore[arg-type]
+        replica.pages.options[meeting_id] = ZoomClientOptions(**options)  # type: ignore[arg-type]
     zoom = await bot.join(wc(meeting_id))
     room = replica.room(meeting_id)
     await room.wait_for(NAME, "in_call", 5)
@@ -370,30 +367,7 @@ async def test_audio_both_ways_with_a_participant(bot: Bot, replica: Replica) ->
         # With someone else in the call the bot is not alone.
         waiting = asyncio.create_task(zoom.wait_for_end(CallPolicy(alone_after_s=1.0)))
         try:
-            b = bot.devices.browser
-            capture = PcmCapture(b.server, f"{b.sink}.monitor")
-            mic = PcmPlayback(b.server, bot.devices.names.agent_sink)
-            await capture.start()
-            await mic.start()
-            try:
-                await wait_for_streams(b.server, [capture.pid, mic.pid])
-                # Participant → bot: the bot's meeting sink carries the participant's tone.
-                capture.discard_backlog()
-                await host.play_tone(440, 2.0)
-                heard = bytearray()
-                for _ in range(100):
-                    heard += (await asyncio.wait_for(capture.queue.get(), 5)).data
-                assert abs(loud_frequency(bytes(heard)) - 440) < 5
-                # Bot → participant: a tone written into the agent sink reaches the bot's microphone
-                # and the participant hears it.
-                t0 = await host.clock()
-                await mic.write(tone(660, 2.0))
-                await asyncio.sleep(0.5)
-                _, received = await host.heard_since(t0)
-                assert abs(loud_frequency(to_pcm(received)) - 660) < 5
-            finally:
-                await mic.close()
-                await capture.close()
+            await audio_both_ways(bot.devices, host)
             assert not waiting.done()
         finally:
             waiting.cancel()

@@ -6,14 +6,12 @@ import pytest
 
 from bot.platforms.ui import exact_text, fold
 from bot.platforms.zoom_ui import Screen, Snapshot, classify
+from tests.adapter_support import snapshots
 
 CALL = {"in_call:0": 1, "in_call:1": 1}
 
 
-def snap(texts: frozenset[str] = frozenset(), present=None, visible=None, buttons=None, **kw) -> Snapshot:
-    return Snapshot(
-        texts=set(texts), present=present or {}, visible=visible or {}, buttons=buttons or {}, **kw
-    )
+snap = snapshots(Snapshot)
 
 
 @pytest.mark.parametrize(

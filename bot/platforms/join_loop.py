@@ -16,13 +16,13 @@ import enum
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, NoReturn
+from typing import Generic, Literal, NoReturn, Unpack
 from urllib.parse import urlsplit
 
 from bot.meeting_urls import MeetingUrl, masked
 from bot.outcome import CallState, FailureCode
 from bot.platforms.base import Browser, StateCallback
-from bot.platforms.page import PagePlatform
+from bot.platforms.page import PagePlatform, Timing
 from bot.platforms.policies import JoinPolicy
 from bot.platforms.ui import S, T
 
@@ -84,8 +84,8 @@ class JoiningPlatform(PagePlatform[S, T]):
     table: JoinTable[S]
     wake_when_lost: bool = False  # on an unknown screen, wake auto-hidden controls for the next look
 
-    def __init__(self, browser: Browser, meeting: MeetingUrl, **timing: Any) -> None:
-        super().__init__(browser, meeting, **timing)  # poll_s, clock
+    def __init__(self, browser: Browser, meeting: MeetingUrl, **timing: Unpack[Timing]) -> None:
+        super().__init__(browser, meeting, **timing)
         self.screen = self.table.unknown  # the last screen seen, for logs and tests
         self.display_name = ""
         self._tries: dict[str, int] = {}  # per control or dialog, in this join

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from typing import Unpack
 from urllib.parse import urlsplit
 
 from bot.meeting_urls import MeetingUrl
@@ -23,6 +23,7 @@ from bot.outcome import EndReason, FailureCode
 from bot.platforms.base import Browser
 from bot.platforms.join_loop import Handler, JoiningPlatform, JoinTable, Step, Waiting, ended_before_admission
 from bot.platforms.meet_ui import UI, Screen, Snapshot
+from bot.platforms.page import Timing, call_ends
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,7 @@ _TABLE = JoinTable(
     host_absent="the host did not join",
 )
 _ENDS: dict[Screen, EndReason] = {
-    Screen.REMOVED: EndReason.REMOVED,
-    Screen.HOST_ENDED: EndReason.HOST_ENDED,
-    Screen.CALL_ENDED: EndReason.CALL_ENDED,
+    **call_ends(Screen.REMOVED, Screen.HOST_ENDED, Screen.CALL_ENDED),
     Screen.LEFT: EndReason.CALL_ENDED,  # the page says so without our leave(): another tab, or Meet itself
 }
 _MAX_CLICKS = 6  # per toggle/dialog: more means the page does not react to the click
@@ -87,12 +86,11 @@ class MeetPlatform(JoiningPlatform[Screen, Snapshot]):
         browser: Browser,
         meeting: MeetingUrl,
         *,
-        poll_s: float = 0.25,
         audio_reload_s: float = 3.0,
         max_reloads: int = 2,
-        clock: Callable[[], float] = time.monotonic,
+        **timing: Unpack[Timing],
     ) -> None:
-        super().__init__(browser, meeting, poll_s=poll_s, clock=clock)
+        super().__init__(browser, meeting, **timing)
         self.audio_reload_s = audio_reload_s
         self.max_reloads = max_reloads
         self.reloads = 0

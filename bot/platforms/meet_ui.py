@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bot.platforms.ui import PageSnapshot, PlatformUi
+from bot.platforms.ui import PageSnapshot, PlatformUi, said, said_screens
 
 # CSS selectors, several candidates each. Attribute prefixes (`^=`) because Meet appends shortcuts to
 # some labels on some clients ("Turn off microphone (ctrl + d)").
@@ -186,14 +186,7 @@ class Snapshot(PageSnapshot):
         return self.signals("in_call") + (1 if self.people else 0)
 
 
-_ENDS = (
-    ("removed", Screen.REMOVED),
-    ("host_ended", Screen.HOST_ENDED),
-    ("call_ended", Screen.CALL_ENDED),
-    ("lobby_timeout", Screen.LOBBY_TIMEOUT),
-    ("denied", Screen.DENIED),
-    ("left", Screen.LEFT),
-)
+_ENDS = said_screens(Screen, "removed", "host_ended", "call_ended", "lobby_timeout", "denied", "left")
 
 
 def classify(snap: Snapshot) -> Screen:
@@ -211,9 +204,8 @@ def classify(snap: Snapshot) -> Screen:
         return Screen.CAPTCHA
     if "blocked" in t:
         return Screen.BLOCKED
-    for key, screen in _ENDS:
-        if key in t:
-            return screen
+    if (ended := said(t, _ENDS)) is not None:
+        return ended
     if "lobby" in t:
         return Screen.LOBBY
     if "host_wait" in t:

@@ -25,10 +25,10 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, NoReturn
+from typing import Generic, NoReturn, TypedDict
 
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Frame, Locator, Page
@@ -76,6 +76,19 @@ class CallReading:
 
     end: EndReason | None = None  # the page says the call is over for the bot, and why
     participants: int | None = None  # people in the call, the bot included; None: cannot tell
+
+
+class Timing(TypedDict, total=False):
+    """How a page adapter paces itself, for subclasses to pass on: `poll_s` between readings, `clock` for
+    its bounds (tests pass a fake one)."""
+
+    poll_s: float
+    clock: Callable[[], float]
+
+
+def call_ends(removed: S, host_ended: S, call_ended: S) -> dict[S, EndReason]:
+    """The `ends` rows every platform shares: removed, ended by the host, ended."""
+    return {removed: EndReason.REMOVED, host_ended: EndReason.HOST_ENDED, call_ended: EndReason.CALL_ENDED}
 
 
 class PagePlatform(Platform, Generic[S, T]):
@@ -221,10 +234,19 @@ class PagePlatform(Platform, Generic[S, T]):
         that something else takes (a popup, a scrim) is not retried here and never replaced by Enter (on
         Zoom's leave dialog Enter cancels): what covers the target is noted (`_cover`, named in a later
         UI_CHANGED), known popups are dismissed, and the caller's loop tries again."""
+        return await self._act(
+            target, lambda: self.browser.hands.click(target, timeout_s=timeout_ms / 1000), look_first=not wait
+        )
+
+    async def _act(
+        self, target: Locator, act: Callable[[], Awaitable[object]], look_first: bool = False
+    ) -> bool:
+        """Does `act` to `target` (a click, typing), if `target` is visible when `look_first`; True when it
+        went through. One that fails is noted by `_blocked_click`, for the caller's loop to try again."""
         try:
-            if not wait and not await target.is_visible():
+            if look_first and not await target.is_visible():
                 return False
-            await self.browser.hands.click(target, timeout_s=timeout_ms / 1000)
+            await act()
             self._cover, self._blocked_clicks = None, 0
             return True
         except (PlaywrightError, InputError) as e:
@@ -263,15 +285,9 @@ class PagePlatform(Platform, Generic[S, T]):
     async def _type(self, field: Locator, text: str) -> bool:
         """Replaces the field's value with real key events, as a person would: both clients listen to
         input events and keep Join disabled when a value is set by script. True when it typed."""
-        try:
-            await self.browser.hands.replace_text(field, text, timeout_s=_CLICK_TIMEOUT_MS / 1000)
-            self._cover, self._blocked_clicks = None, 0
-            return True
-        except (PlaywrightError, InputError) as e:
-            if self.page.is_closed():
-                raise
-            await self._blocked_click(field, e)
-            return False
+        return await self._act(
+            field, lambda: self.browser.hands.replace_text(field, text, timeout_s=_CLICK_TIMEOUT_MS / 1000)
+        )
 
     async def _wake_controls_quietly(self) -> None:
         try:

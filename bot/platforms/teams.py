@@ -23,8 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from typing import Unpack
 from urllib.parse import urlsplit
 
 from playwright.async_api import CDPSession, Page
@@ -34,6 +34,7 @@ from bot.meeting_urls import MeetingUrl
 from bot.outcome import EndReason, FailureCode
 from bot.platforms.base import Browser, StateCallback
 from bot.platforms.join_loop import Handler, JoiningPlatform, JoinTable, Step, Waiting, ended_before_admission
+from bot.platforms.page import Timing, call_ends
 from bot.platforms.policies import JoinPolicy
 from bot.platforms.teams_ui import UI, Screen, Snapshot
 
@@ -80,9 +81,7 @@ _TABLE = JoinTable(
     host_absent="the meeting did not start",
 )
 _ENDS: dict[Screen, EndReason] = {
-    Screen.REMOVED: EndReason.REMOVED,
-    Screen.HOST_ENDED: EndReason.HOST_ENDED,
-    Screen.CALL_ENDED: EndReason.CALL_ENDED,
+    **call_ends(Screen.REMOVED, Screen.HOST_ENDED, Screen.CALL_ENDED),
     Screen.DISCONNECTED: EndReason.CALL_ENDED,
     Screen.LEFT: EndReason.CALL_ENDED,  # the page says so without our leave()
 }
@@ -140,11 +139,10 @@ class TeamsPlatform(JoiningPlatform[Screen, Snapshot]):
         browser: Browser,
         meeting: MeetingUrl,
         *,
-        poll_s: float = 0.25,
         audio_wait_s: float = 8.0,
-        clock: Callable[[], float] = time.monotonic,
+        **timing: Unpack[Timing],
     ) -> None:
-        super().__init__(browser, meeting, poll_s=poll_s, clock=clock)
+        super().__init__(browser, meeting, **timing)
         self.audio_wait_s = audio_wait_s
         self._deep_links: CDPSession | None = None
         self._call_unmutes = 0

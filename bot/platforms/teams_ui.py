@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import urlsplit
 
-from bot.platforms.ui import PageSnapshot, PlatformUi
+from bot.platforms.ui import PageSnapshot, PlatformUi, said, said_screens
 
 # CSS selectors, several candidates each.
 SELECTORS: dict[str, tuple[str, ...]] = {
@@ -237,16 +237,14 @@ class Snapshot(PageSnapshot):
         if raw.get("nameValue") is not None and self.name_value is None:
             self.name_value = str(raw["nameValue"])
         self.join_enabled = self.join_enabled or bool(raw.get("joinEnabled"))
-        participants = raw.get("participants")
-        if isinstance(participants, int) and self.participants is None:
-            self.participants = participants
-        for key, attr in (
-            ("micToggleOn", "mic_toggle_on"),
-            ("cameraToggleOn", "camera_toggle_on"),
-            ("computerAudio", "computer_audio"),
-        ):
-            if raw.get(key) is not None and getattr(self, attr) is None:
-                setattr(self, attr, bool(raw[key]))
+        self.merge_firsts(
+            raw,
+            {
+                "micToggleOn": "mic_toggle_on",
+                "cameraToggleOn": "camera_toggle_on",
+                "computerAudio": "computer_audio",
+            },
+        )
 
     @property
     def on_login_page(self) -> bool:
@@ -254,15 +252,11 @@ class Snapshot(PageSnapshot):
         return (urlsplit(self.url).hostname or "") in LOGIN_HOSTS or bool(self.visible.get("login_form"))
 
 
-_ENDS = (
-    ("removed", Screen.REMOVED),
-    ("host_ended", Screen.HOST_ENDED),
-    ("call_ended", Screen.CALL_ENDED),
-    ("disconnected", Screen.DISCONNECTED),
-    ("lobby_timeout", Screen.LOBBY_TIMEOUT),
-    ("denied", Screen.DENIED),
-    ("left", Screen.LEFT),
+_ENDS = said_screens(
+    Screen, "removed", "host_ended", "call_ended", "disconnected", "lobby_timeout", "denied", "left"
 )
+# Refusals, then the ends: checked in this order.
+_SAID = said_screens(Screen, "not_found", "passcode_wrong", "event_not_started", "blocked") + _ENDS
 
 
 def classify(snap: Snapshot) -> Screen:
@@ -276,15 +270,8 @@ def classify(snap: Snapshot) -> Screen:
         return Screen.SIGN_IN
     if "captcha" in t or snap.recaptcha:
         return Screen.CAPTCHA
-    for key, screen in (
-        ("not_found", Screen.NOT_FOUND),
-        ("passcode_wrong", Screen.PASSCODE_WRONG),
-        ("event_not_started", Screen.EVENT_NOT_STARTED),
-        ("blocked", Screen.BLOCKED),
-        *_ENDS,
-    ):
-        if key in t:
-            return screen
+    if (refused := said(t, _SAID)) is not None:
+        return refused
     if snap.buttons.get("av_continue"):
         return Screen.AV_MODAL
     if "lobby" in t:

@@ -9,7 +9,7 @@ runs of whitespace as one space (both clients write "Don't" with either apostrop
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Generic, Self, TypeVar
@@ -163,6 +163,16 @@ class PageSnapshot:
             self.net_error = str(raw["netError"])
         self.recaptcha = self.recaptcha or bool(raw.get("recaptcha"))
 
+    def merge_firsts(self, raw: dict[str, object], flags: Mapping[str, str]) -> None:
+        """Readings the first frame that has one decides: the page's count of people, and `flags` (the
+        script's key -> this snapshot's attribute), read as booleans."""
+        participants = raw.get("participants")
+        if isinstance(participants, int) and self.participants is None:
+            self.participants = participants
+        for key, attr in flags.items():
+            if raw.get(key) is not None and getattr(self, attr) is None:
+                setattr(self, attr, bool(raw[key]))
+
     def buttons_said(self, limit: int = 12) -> str:
         """The visible buttons' texts, quoted, for a message (`"Continue", "Try another way"`)."""
         shown = [f'"{t}"' for t in self.button_texts[:limit]]
@@ -184,6 +194,17 @@ def _dict(value: object) -> dict[str, object]:
 
 S = TypeVar("S", bound=StrEnum)  # a platform's screens
 T = TypeVar("T", bound=PageSnapshot)  # a platform's snapshot
+
+
+def said_screens(screens: type[S], *keys: str) -> tuple[tuple[str, S], ...]:
+    """(text key, screen) rows for screens named as their text key (`"removed"` -> `Screen.REMOVED`), in
+    the order `classify` checks them."""
+    return tuple((key, screens[key.upper()]) for key in keys)
+
+
+def said(texts: set[str], rows: Iterable[tuple[str, S]]) -> S | None:
+    """The screen of the first row whose text the page shows; None when it shows none of them."""
+    return next((screen for key, screen in rows if key in texts), None)
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Unpack
 from urllib.parse import urlsplit
 
 from playwright.async_api import Error as PlaywrightError
@@ -22,6 +21,7 @@ from bot.meeting_urls import MeetingUrl
 from bot.outcome import EndReason, FailureCode
 from bot.platforms.base import Browser
 from bot.platforms.join_loop import Handler, JoiningPlatform, JoinTable, Step, Waiting, ended_before_admission
+from bot.platforms.page import Timing, call_ends
 from bot.platforms.zoom_ui import UI, Screen, Snapshot
 
 log = logging.getLogger(__name__)
@@ -47,11 +47,7 @@ _TABLE = JoinTable(
     },
     host_absent="the host did not start the meeting",
 )
-_ENDS: dict[Screen, EndReason] = {
-    Screen.REMOVED: EndReason.REMOVED,
-    Screen.HOST_ENDED: EndReason.HOST_ENDED,
-    Screen.CALL_ENDED: EndReason.CALL_ENDED,
-}
+_ENDS: dict[Screen, EndReason] = call_ends(Screen.REMOVED, Screen.HOST_ENDED, Screen.CALL_ENDED)
 _MAX_PERMISSION_CLICKS = 6  # Zoom asks twice (camera and microphone, then microphone only)
 _MAX_TYPING = 6  # more means the name or passcode field does not keep what is typed
 _MAX_TOGGLE_CLICKS = 3  # per preview toggle, terms control or mute click: more means it does not react
@@ -90,11 +86,10 @@ class ZoomPlatform(JoiningPlatform[Screen, Snapshot]):
         meeting: MeetingUrl,
         *,
         host_retry_s: float = 15.0,
-        poll_s: float = 0.25,
         audio_wait_s: float = 8.0,
-        clock: Callable[[], float] = time.monotonic,
+        **timing: Unpack[Timing],
     ) -> None:
-        super().__init__(browser, meeting, poll_s=poll_s, clock=clock)
+        super().__init__(browser, meeting, **timing)
         self.host_retry_s = host_retry_s
         self.audio_wait_s = audio_wait_s
         self.wall_reloads = 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bot.platforms.ui import PageSnapshot, PlatformUi
+from bot.platforms.ui import PageSnapshot, PlatformUi, said, said_screens
 
 # CSS selectors, several candidates each.
 SELECTORS: dict[str, tuple[str, ...]] = {
@@ -225,24 +225,28 @@ class Snapshot(PageSnapshot):
             self.passcode_value = str(raw["passcodeValue"])
         if raw.get("termsAgreed") is not None and self.terms_agreed is None:
             self.terms_agreed = bool(raw["termsAgreed"])
-        participants = raw.get("participants")
-        if isinstance(participants, int) and self.participants is None:
-            self.participants = participants
         if raw.get("audioLabel") is not None and self.audio_label is None:
             self.audio_label = str(raw["audioLabel"])
         if raw.get("audioState") is not None and self.audio_state is None:
             self.audio_state = str(raw["audioState"])
             cues = raw.get("audioCues")
             self.audio_cues = {str(k): v for k, v in cues.items()} if isinstance(cues, dict) else None
-        for key, attr in (
-            ("previewAudioOn", "preview_audio_on"),
-            ("previewVideoOn", "preview_video_on"),
-            ("termsChecked", "terms_checked"),
-        ):
-            if raw.get(key) is not None and getattr(self, attr) is None:
-                setattr(self, attr, bool(raw[key]))
+        self.merge_firsts(
+            raw,
+            {
+                "previewAudioOn": "preview_audio_on",
+                "previewVideoOn": "preview_video_on",
+                "termsChecked": "terms_checked",
+            },
+        )
         if raw.get("cover") and self.cover is None:
             self.cover = str(raw["cover"])
+
+
+# Refusals, then the ends: checked in this order.
+_SAID = said_screens(
+    Screen, "sign_in", "passcode_wrong", "host_absent", "not_found", "removed", "host_ended", "call_ended"
+)
 
 
 def classify(snap: Snapshot) -> Screen:
@@ -257,21 +261,8 @@ def classify(snap: Snapshot) -> Screen:
         return Screen.BOT_WALL
     if snap.visible.get("captcha") or "captcha" in t or snap.recaptcha:
         return Screen.CAPTCHA
-    if "sign_in" in t:
-        return Screen.SIGN_IN
-    if "passcode_wrong" in t:
-        return Screen.PASSCODE_WRONG
-    if "host_absent" in t:
-        return Screen.HOST_ABSENT
-    if "not_found" in t:
-        return Screen.NOT_FOUND
-    for key, screen in (
-        ("removed", Screen.REMOVED),
-        ("host_ended", Screen.HOST_ENDED),
-        ("call_ended", Screen.CALL_ENDED),
-    ):
-        if key in t:
-            return screen
+    if (refused := said(t, _SAID)) is not None:
+        return refused
     if snap.present.get("end_now"):
         return Screen.CALL_ENDED
     if "waiting_room" in t:

@@ -21,13 +21,14 @@ import html
 import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from bot.testing.replica.client_options import PerMeeting, check_choices
-from bot.testing.replica.server import drop_connection
+from bot.testing.replica.server import asset_route, drop_connection
+from bot.testing.replica.server import html_page as _html
+from bot.testing.replica.server import read_page as _read
 
 if TYPE_CHECKING:
     from bot.testing.replica.server import ReplicaServer
@@ -44,7 +45,6 @@ __all__ = [
     "create_pages",
 ]
 
-_HERE = Path(__file__).parent
 _ASSETS = {"meet_client.js": "application/javascript", "meet.css": "text/css"}
 _CODE = r"{code:[a-z]{3}-[a-z]{4}-[a-z]{3}}"
 HOST_ENDED = "Your host ended the meeting for everyone"
@@ -150,25 +150,16 @@ class MeetPages(PerMeeting[MeetClientOptions]):
         async def landing(request: web.Request) -> web.Response:
             return _html(_read("meet_landing.html"))
 
-        async def asset(request: web.Request) -> web.Response:
-            name = request.match_info["name"]
-            if name not in _ASSETS:
-                raise web.HTTPNotFound()
-            return web.Response(text=_read(name), content_type=_ASSETS[name], headers=_NO_CACHE)
-
         return [
             web.get("/" + _CODE, client),
             web.get("/", landing),
-            web.get("/_replica/meet/{name}", asset),
+            asset_route("meet", _ASSETS),
         ]
 
 
 def create_pages() -> MeetPages:
     """The entry point the replica server loads by default."""
     return MeetPages()
-
-
-_NO_CACHE = {"Cache-Control": "no-store"}
 
 
 def _client_page(
@@ -210,11 +201,3 @@ def _client_page(
     text = json.dumps(cfg).replace("</", "<\\/")
     page = _read("meet_client.html").replace("__CONFIG__", text).replace("<!--__AUDIO__-->", audio)
     return re.sub("__CODE__", html.escape(code), page)
-
-
-def _html(text: str) -> web.Response:
-    return web.Response(text=text, content_type="text/html", headers=_NO_CACHE)
-
-
-def _read(name: str) -> str:
-    return (_HERE / name).read_text(encoding="utf-8")

@@ -331,5 +331,16 @@
     });
   }
 
-  window.ReplicaRoom = { join, platformOfHost };
+  // The client's microphone, with the platform's audio processing on or off; null when it is refused.
+  async function openMic(processing) {
+    try {
+      return await navigator.mediaDevices.getUserMedia({
+        audio: { echoCancellation: processing, noiseSuppression: processing, autoGainControl: processing },
+      });
+    } catch (e) {
+      return null;
+    }
+  }
+
+  window.ReplicaRoom = { join, platformOfHost, openMic };
 })();

@@ -293,6 +293,34 @@ def drop_connection(request: web.Request) -> None:
     raise web.HTTPServiceUnavailable()  # never sent: the connection is gone
 
 
+NO_CACHE = {"Cache-Control": "no-store"}  # the replica's pages change with each room's options
+
+
+def read_page(name: str) -> str:
+    """A file of the replica's pages, by its name in this folder."""
+    return (REPLICA_DIR / name).read_text(encoding="utf-8")
+
+
+def html_page(text: str, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """An HTML answer, never cached; `headers` add to (or override) the default ones."""
+    return web.Response(
+        text=text, status=status, content_type="text/html", headers={**NO_CACHE, **(headers or {})}
+    )
+
+
+def asset_route(platform: str, assets: dict[str, str]) -> web.RouteDef:
+    """`/_replica/<platform>/<name>`: the client's scripts and styles, each with its content type in
+    `assets`; any other name is not found."""
+
+    async def asset(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in assets:
+            raise web.HTTPNotFound()
+        return web.Response(text=read_page(name), content_type=assets[name], headers=NO_CACHE)
+
+    return web.get(f"/_replica/{platform}/{{name}}", asset)
+
+
 def _platform_of(host: str) -> str:
     name = host.split(":")[0].lower()
     if name in _PLATFORM_OF_HOST:

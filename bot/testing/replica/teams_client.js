@@ -29,15 +29,8 @@
 
   // ---- media ------------------------------------------------------------------------------------------
   async function openMic() {
-    const p = cfg.audioProcessing;
-    try {
-      mic = await navigator.mediaDevices.getUserMedia({
-        audio: { echoCancellation: p, noiseSuppression: p, autoGainControl: p },
-      });
-    } catch (e) {
-      mic = null;
-      micOn = false;
-    }
+    mic = await ReplicaRoom.openMic(cfg.audioProcessing);
+    if (!mic) micOn = false;
   }
 
   function render() {

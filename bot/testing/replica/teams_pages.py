@@ -33,14 +33,15 @@ import html
 import json
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote, unquote, urlencode
 
 from aiohttp import web
 
 from bot.testing.replica.client_options import PerMeeting, check_choices
-from bot.testing.replica.server import drop_connection
+from bot.testing.replica.server import asset_route, drop_connection
+from bot.testing.replica.server import html_page as _html
+from bot.testing.replica.server import read_page as _read
 
 if TYPE_CHECKING:
     from bot.testing.replica.server import ReplicaServer
@@ -69,7 +70,6 @@ __all__ = [
     "meetup_join_url",
 ]
 
-_HERE = Path(__file__).parent
 _ASSETS = {"teams_client.js": "application/javascript", "teams.css": "text/css"}
 HOSTS = ("teams.microsoft.com", "teams.live.com", "login.microsoftonline.com")
 LOGIN_HOST = "login.microsoftonline.com"
@@ -154,19 +154,13 @@ class TeamsPages(PerMeeting[TeamsClientOptions]):
 
     def routes(self, server: ReplicaServer) -> list[web.AbstractRouteDef]:
         async def meetup_join(request: web.Request) -> web.Response:
-            _teams_host(request)
             thread, message = request.match_info["thread"], request.match_info["message"]
-            inner = f"/l/meetup-join/{quote(thread, safe='')}/{quote(message, safe='')}"
-            query = dict(request.query)
-            query["anon"] = "true"
-            raise web.HTTPFound(_launcher(f"{inner}?{urlencode(query)}", "meetup-join"))
+            _to_launcher(
+                request, f"/l/meetup-join/{quote(thread, safe='')}/{quote(message, safe='')}", "meetup-join"
+            )
 
         async def meet(request: web.Request) -> web.Response:
-            _teams_host(request)
-            inner = f"/meet/{quote(request.match_info['id'], safe='')}"
-            query = dict(request.query)
-            query["anon"] = "true"
-            raise web.HTTPFound(_launcher(f"{inner}?{urlencode(query)}", "meet"))
+            _to_launcher(request, f"/meet/{quote(request.match_info['id'], safe='')}", "meet")
 
         async def launcher(request: web.Request) -> web.Response:
             _teams_host(request)
@@ -212,12 +206,6 @@ class TeamsPages(PerMeeting[TeamsClientOptions]):
                 raise web.HTTPNotFound()
             return _html(_read("teams_signin.html"))
 
-        async def asset(request: web.Request) -> web.Response:
-            name = request.match_info["name"]
-            if name not in _ASSETS:
-                raise web.HTTPNotFound()
-            return web.Response(text=_read(name), content_type=_ASSETS[name], headers=_NO_CACHE)
-
         return [
             web.get("/l/meetup-join/{thread}/{message}", meetup_join),
             web.get("/meet/{id}", meet),
@@ -226,7 +214,7 @@ class TeamsPages(PerMeeting[TeamsClientOptions]):
             web.get("/v2/", v2),
             web.get("/light-meetings/launch", client),
             web.get("/{tenant}/oauth2/v2.0/authorize", login),
-            web.get("/_replica/teams/{name}", asset),
+            asset_route("teams", _ASSETS),
         ]
 
 
@@ -248,13 +236,18 @@ def meet_url(meeting_id: str, passcode: str, host: str = "teams.live.com") -> st
     return f"https://{host}/meet/{meeting_id}?p={quote(passcode, safe='')}"
 
 
-_NO_CACHE = {"Cache-Control": "no-store"}
-
-
 def _teams_host(request: web.Request) -> None:
     """Teams' own paths are not on the sign-in host."""
     if request.host.split(":")[0].lower() == LOGIN_HOST:
         raise web.HTTPNotFound()
+
+
+def _to_launcher(request: web.Request, inner: str, kind: str) -> NoReturn:
+    """A meeting link's answer: the launcher for `inner` (the link's path, its query with `anon=true`)."""
+    _teams_host(request)
+    query = dict(request.query)
+    query["anon"] = "true"
+    raise web.HTTPFound(_launcher(f"{inner}?{urlencode(query)}", kind))
 
 
 def _launcher(inner: str, kind: str) -> str:
@@ -333,13 +326,3 @@ def _client_page(room_id: str, passcode: str, options: TeamsClientOptions) -> st
     # "</" inside a <script> block would end it early: escape it in the JSON.
     text = json.dumps(cfg).replace("</", "<\\/")
     return _read("teams_client.html").replace("__CONFIG__", text)
-
-
-def _html(text: str, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        text=text, status=status, content_type="text/html", headers={**_NO_CACHE, **(headers or {})}
-    )
-
-
-def _read(name: str) -> str:
-    return (_HERE / name).read_text(encoding="utf-8")

@@ -23,21 +23,21 @@ from __future__ import annotations
 import html
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from aiohttp import web
 
 from bot.testing.replica.client_options import PerMeeting, check_choices
-from bot.testing.replica.server import drop_connection
+from bot.testing.replica.server import asset_route, drop_connection
+from bot.testing.replica.server import html_page as _html
+from bot.testing.replica.server import read_page as _read
 
 if TYPE_CHECKING:
     from bot.testing.replica.server import ReplicaServer
 
 __all__ = ["Visit", "ZoomClientOptions", "ZoomPages", "create_pages"]
 
-_HERE = Path(__file__).parent
 _ASSETS = {"zoom_client.js": "application/javascript", "zoom.css": "text/css"}
 NOT_FOUND_MESSAGE = "This meeting ID is not valid. Please check and try again."
 HOST_ABSENT_MESSAGE = "This meeting link is invalid (3,001)"
@@ -152,26 +152,17 @@ class ZoomPages(PerMeeting[ZoomClientOptions]):
             page = _read("zoom_home.html").replace("__TITLE__", title.get(request.path, "Zoom"))
             return _html(page)
 
-        async def asset(request: web.Request) -> web.Response:
-            name = request.match_info["name"]
-            if name not in _ASSETS:
-                raise web.HTTPNotFound()
-            return web.Response(text=_read(name), content_type=_ASSETS[name], headers=_NO_CACHE)
-
         return [
             web.get(r"/j/{id}", launch),
             web.get(r"/w/{id}", launch),
             web.get(r"/my/{id}", launch),
             web.get(r"/wc/join/{id}", wc_join),
             web.get(r"/wc/{id}/join", client),
-            web.get(r"/_replica/zoom/{name}", asset),
+            asset_route("zoom", _ASSETS),
             web.get("/", elsewhere),
             web.get("/signin", elsewhere),
             web.get("/postattendee", elsewhere),
         ]
-
-
-_NO_CACHE = {"Cache-Control": "no-store"}
 
 
 def _client_page(meeting_id: str, url_pwd: str, passcode: str, options: ZoomClientOptions) -> str:
@@ -208,14 +199,6 @@ def _client_page(meeting_id: str, url_pwd: str, passcode: str, options: ZoomClie
 
 def _error(message: str) -> web.Response:
     return _html(_read("zoom_error.html").replace("__MESSAGE__", html.escape(message)))
-
-
-def _html(text: str) -> web.Response:
-    return web.Response(text=text, content_type="text/html", headers=_NO_CACHE)
-
-
-def _read(name: str) -> str:
-    return (_HERE / name).read_text(encoding="utf-8")
 
 
 def create_pages() -> ZoomPages:
